@@ -1,0 +1,1 @@
+"""metalab.rl.envs."""
