@@ -1,4 +1,4 @@
-r"""Bootstrapped targets and matching functions (Bootstrapped Meta-Learning, Flennerhag et al. 2021).
+r"""Bootstrapped targets and matching functions (Bootstrapped Meta-Learning, Flennerhag et al.).
 
 BMG replaces the meta-objective :math:`f(x_K(w))` by a distance to a *target* built from the
 learner's own future:

@@ -90,7 +90,11 @@ def welch_t(a, b, alternative: Alternative = "two-sided") -> TestResult:
     """Welch's unequal-variance t-test of ``mean(a)`` vs ``mean(b)``, effect size Cohen's d."""
     a, b = _arr(a), _arr(b)
     r = sps.ttest_ind(a, b, equal_var=False, alternative=alternative)
-    p = float(r.pvalue) if np.isfinite(r.pvalue) else _degenerate_p(a.mean() - b.mean(), alternative)
+    p = (
+        float(r.pvalue)
+        if np.isfinite(r.pvalue)
+        else _degenerate_p(a.mean() - b.mean(), alternative)
+    )
     return TestResult(float(r.statistic), p, cohens_d(a, b), "Cohen's d", "Welch t-test")
 
 
@@ -127,7 +131,9 @@ def wilcoxon(a, b=None, alternative: Alternative = "two-sided") -> TestResult:
     r = sps.wilcoxon(nz, alternative=alternative)
     ranks = sps.rankdata(np.abs(nz))
     rb = float((ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum())
-    return TestResult(float(r.statistic), float(r.pvalue), rb, "rank-biserial r", "Wilcoxon signed-rank")
+    return TestResult(
+        float(r.statistic), float(r.pvalue), rb, "rank-biserial r", "Wilcoxon signed-rank"
+    )
 
 
 def one_sample_t(x, popmean: float = 0.0, alternative: Alternative = "two-sided") -> TestResult:
@@ -141,7 +147,9 @@ def one_sample_t(x, popmean: float = 0.0, alternative: Alternative = "two-sided"
     return TestResult(float(r.statistic), float(r.pvalue), d, "d", "one-sample t-test")
 
 
-def sign_test(successes: int, n: int, p: float = 0.5, alternative: Alternative = "greater") -> float:
+def sign_test(
+    successes: int, n: int, p: float = 0.5, alternative: Alternative = "greater"
+) -> float:
     """Exact binomial test p-value for ``successes`` out of ``n`` against rate ``p``."""
     if n <= 0:
         raise ValueError("sign_test needs n >= 1")

@@ -170,9 +170,7 @@ class Experiment:
     presets: Mapping[str, Any]
     run: RunFn
     verdict: VerdictFn
-    seeds: Mapping[str, int] = field(
-        default_factory=lambda: {"smoke": 2, "quick": 5, "full": 10}
-    )
+    seeds: Mapping[str, int] = field(default_factory=lambda: {"smoke": 2, "quick": 5, "full": 10})
     vmappable: bool = True
     plot: PlotFn | None = None
     default: bool = True
@@ -205,7 +203,7 @@ class Experiment:
 
 
 def config_types(config_cls: type) -> dict[str, Any]:
-    """Resolved type hints of a config dataclass (handles ``from __future__ import annotations``)."""
+    """Resolved type hints of a config dataclass (works with postponed annotations)."""
     return typing.get_type_hints(config_cls)
 
 

@@ -20,6 +20,7 @@ from metalab.experiments.base import Experiment
 _SKIP = {"base", "registry", "stats_helpers"}
 _REGISTRY: dict[str, Experiment] = {}
 _UNAVAILABLE: dict[str, str] = {}
+_MODULES: dict[str, str] = {}
 _LOADED = False
 
 
@@ -39,10 +40,11 @@ def _import(modname: str) -> None:
         _UNAVAILABLE[modname.rsplit(".", 1)[-1]] = f"{type(e).__name__}: {e}"
         return
     exp = getattr(mod, "EXPERIMENT", None)
-    if isinstance(exp, Experiment):
-        register(exp)
-    for extra in getattr(mod, "EXPERIMENTS", ()):
-        register(extra)
+    found = [exp] if isinstance(exp, Experiment) else []
+    found += list(getattr(mod, "EXPERIMENTS", ()))
+    for e in found:
+        register(e)
+        _MODULES[e.name] = modname
 
 
 def load_all() -> dict[str, Experiment]:
@@ -74,3 +76,12 @@ def unavailable() -> dict[str, str]:
     """Experiment modules that could not be imported, with the reason."""
     load_all()
     return dict(_UNAVAILABLE)
+
+
+def modules_of(name: str) -> tuple[str, ...]:
+    """Modules whose source defines experiment ``name`` (its module and its ``run``'s)."""
+    exp = get(name)
+    mods = {exp.run.__module__, exp.verdict.__module__}
+    if name in _MODULES:
+        mods.add(_MODULES[name])
+    return tuple(sorted(mods))

@@ -1,0 +1,138 @@
+"""Shipped weights for the learned optimisers: ``.npz`` arrays plus a ``.json`` record.
+
+Weights are nested dicts of arrays. On disk, keys are ``/``-joined paths (``lr/hidden/w``) in a
+plain ``.npz`` (never a pickle); the JSON record beside it says how they were trained (config,
+wall time, meta-fitness curve summary).
+
+``les_from_evosax`` / ``lga_from_evosax`` convert evosax 0.3.2's flax parameter trees
+(``LearnedES(...).les_params``, ``LearnedGA(...).lga_params``) to metalab's layout. evosax's
+shipped pickles are read through evosax's own trusted-checkpoint loader.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+SHIPPED = {"les": "les_metalab", "lga": "lga_metalab"}
+
+
+def flatten_dict(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    """``{"a": {"b": x}} -> {"a/b": x}`` with numpy leaves."""
+    out: dict[str, np.ndarray] = {}
+    for k, v in tree.items():
+        path = f"{prefix}/{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out.update(flatten_dict(v, path))
+        else:
+            out[path] = np.asarray(v)
+    return out
+
+
+def unflatten_dict(flat: dict[str, Any]) -> dict:
+    """Inverse of :func:`flatten_dict`; leaves become float32 jax arrays."""
+    tree: dict = {}
+    for path, v in flat.items():
+        node = tree
+        *parents, leaf = path.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = jnp.asarray(v, jnp.float32)
+    return tree
+
+
+def save_weights(path: str | Path, net: dict, record: dict | None = None) -> Path:
+    """Write ``net`` to ``path.npz`` and ``record`` to ``path.json``; returns the npz path."""
+    path = Path(path).with_suffix("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path.with_suffix(".npz"), **flatten_dict(net))
+    if record is not None:
+        path.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return path.with_suffix(".npz")
+
+
+def load_weights(name_or_path: str | Path) -> dict:
+    """Load weights: ``"les"`` / ``"lga"`` give metalab's shipped weights, else an npz path."""
+    key = str(name_or_path)
+    if key in SHIPPED:
+        path = WEIGHTS_DIR / f"{SHIPPED[key]}.npz"
+        if not path.exists():
+            raise FileNotFoundError(
+                f"shipped {key} weights missing at {path}; train them with "
+                f"`python -m metalab.bbo.metabbo --optimiser {key}`"
+            )
+    elif key in ("evosax-les", "evosax-lga"):
+        return evosax_weights(key.split("-")[1])
+    else:
+        path = Path(key).with_suffix(".npz")
+    with np.load(path) as data:
+        return unflatten_dict({k: data[k] for k in data.files})
+
+
+def load_record(name: str) -> dict:
+    """The JSON training record beside shipped weights (``"les"`` or ``"lga"``)."""
+    return json.loads((WEIGHTS_DIR / f"{SHIPPED[name]}.json").read_text())
+
+
+def _dense(p: Any) -> dict:
+    return {"w": jnp.asarray(p["kernel"]), "b": jnp.asarray(p["bias"])}
+
+
+def _mha(p: Any) -> dict:
+    return {
+        "q": _dense(p["query"]),
+        "k": _dense(p["key"]),
+        "v": _dense(p["value"]),
+        "out": _dense(p["out"]),
+    }
+
+
+def les_from_evosax(tree: Any) -> dict:
+    """evosax LES flax params -> metalab layout (Dense_0/1/2 = keys/queries/values; hidden/mean/std)."""
+    rw = tree["recomb_weights"]["params"]
+    lr = tree["lrate_modulation"]["params"]
+    return {
+        "recomb": {"k": _dense(rw["Dense_0"]), "q": _dense(rw["Dense_1"]), "v": _dense(rw["Dense_2"])},
+        "lr": {
+            "hidden": _dense(lr["Dense_0"]),
+            "mean": _dense(lr["Dense_1"]),
+            "std": _dense(lr["Dense_2"]),
+        },
+    }
+
+
+def lga_from_evosax(tree: Any) -> dict:
+    """evosax LGA flax params -> metalab layout."""
+    sa = tree["sampling"]["params"]
+    se = tree["selection"]["params"]
+    mu = tree["mutation"]["params"]
+    return {
+        "sampling": {"att": _mha(sa["MultiHeadSelfAttention_0"]), "logit": _dense(sa["Dense_0"])},
+        "selection": {
+            "cross": _mha(se["MultiHeadCrossAttention_0"]),
+            "q": _dense(se["Dense_0"]),
+            "k": _dense(se["Dense_1"]),
+        },
+        "mutation": {"att": _mha(mu["MultiHeadSelfAttention_0"]), "log_var": _dense(mu["Dense_0"])},
+    }
+
+
+def evosax_weights(name: str, num_dims: int = 10) -> dict:
+    """evosax 0.3.2's default shipped weights for ``"les"`` or ``"lga"`` in metalab's layout.
+
+    For LGA evosax picks its v7 checkpoint when D > 50 and v4 otherwise; ``num_dims`` selects
+    the same one. evosax's default LGA uses the *legacy* mutation-feature encoding (see
+    :class:`metalab.bbo.lga.LGA`).
+    """
+    from evosax.algorithms import LearnedES, LearnedGA
+
+    if name == "les":
+        return les_from_evosax(LearnedES(2, jnp.zeros(num_dims)).les_params)
+    if name == "lga":
+        return lga_from_evosax(LearnedGA(2, jnp.zeros(num_dims)).lga_params)
+    raise ValueError(f"name must be 'les' or 'lga', got {name!r}")

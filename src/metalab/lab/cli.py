@@ -1,0 +1,206 @@
+"""The ``metalab`` command line.
+
+    metalab list
+    metalab run NAME [--preset smoke|quick|full] [--seeds N] [--store PATH]
+                     [--executor local|ray] [--ray-address ADDR] [--chunk N] [--out DIR]
+                     [field=value ...]
+    metalab reproduce [NAME ...] [--preset ...] [--seeds N] [--store PATH] [--out DIR]
+    metalab report [--store PATH] [--out DIR]
+    metalab show NAME [--preset ...]      (the config fields, their docs and allowed values)
+
+Exit codes: 0 done; 2 bad input (nothing computed or written); 3 some seeds produced
+non-finite metrics (reported, not stored); 1 an experiment raised an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from metalab.experiments import registry
+from metalab.experiments.base import PRESETS
+from metalab.lab.config import ConfigError, describe_fields
+from metalab.lab.progress import Progress
+from metalab.lab.report import build_report, verdict_label
+from metalab.lab.runner import EXECUTORS, RunOutcome, execute, resolve
+from metalab.lab.store import DEFAULT_STORE, Store
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_NONFINITE = 0, 1, 2, 3
+DEFAULT_OUT = Path("metalab-runs") / "report"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2 with a clear message, as argparse does
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"metalab: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="metalab", description="Run, judge and report metalab reproductions.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="every experiment, its paper, claim and last verdict").add_argument(
+        "--store", default=str(DEFAULT_STORE), help="run store (SQLite) path"
+    )
+
+    def common(sp, many: bool) -> None:
+        sp.add_argument("--preset", default="quick", help=f"one of {', '.join(PRESETS)}")
+        sp.add_argument("--seeds", type=int, default=None, help="number of seeds (0..N-1)")
+        sp.add_argument("--store", default=str(DEFAULT_STORE), help="run store (SQLite) path")
+        sp.add_argument("--out", default=str(DEFAULT_OUT), help="report directory")
+        sp.add_argument("--executor", default="local", help=f"one of {', '.join(EXECUTORS)}")
+        sp.add_argument("--ray-address", default=None, help="Ray cluster address (ray executor)")
+        sp.add_argument(
+            "--chunk",
+            type=int,
+            default=None,
+            help="seeds per compiled call (default: all, up to 8)",
+        )
+        if many:
+            sp.add_argument("names", nargs="*", help="experiments (default: the default set)")
+
+    run = sub.add_parser("run", help="run one experiment and report it")
+    run.add_argument("name")
+    run.add_argument("overrides", nargs="*", help="config overrides field=value")
+    common(run, many=False)
+
+    common(sub.add_parser("reproduce", help="run experiments and write the report"), many=True)
+
+    rep = sub.add_parser("report", help="rebuild reports from the store")
+    rep.add_argument("--store", default=str(DEFAULT_STORE))
+    rep.add_argument("--out", default=str(DEFAULT_OUT))
+
+    show = sub.add_parser("show", help="an experiment's config fields and presets")
+    show.add_argument("name")
+    show.add_argument("--preset", default="quick")
+    return p
+
+
+def _print_outcome(console: Console, out: RunOutcome) -> None:
+    spec = out.spec
+    console.print(
+        f"[bold]{spec.exp.name}[/] preset={spec.preset} seeds={spec.seeds} "
+        f"(computed {len(out.computed)}, reused {len(out.reused)}) "
+        f"compile {out.compile_seconds:.1f}s run {out.run_seconds:.1f}s"
+    )
+    for f in out.failures:
+        console.print(f"[red]non-finite result, not stored:[/] {f}")
+    if out.verdict is None:
+        return
+    colour = "green" if out.verdict.reproduced else "yellow"
+    console.print(f"verdict: [{colour}]{verdict_label(out.verdict)}[/] {out.verdict.summary}")
+    for c in out.verdict.checks:
+        p = "" if c.p_value != c.p_value else f" p={c.p_value:.3g}"
+        console.print(
+            f"  {'PASS' if c.passed else 'FAIL'} {c.name}: {c.statistic}="
+            f"{c.value:.4g}{p} [{c.threshold}]"
+        )
+
+
+def cmd_list(args) -> int:
+    reg = registry.load_all()
+    verdicts = Store(args.store).latest_verdicts()
+    table = Table(title="metalab experiments", show_lines=True)
+    for col in ("name", "paper", "claim", "last verdict"):
+        table.add_column(col, overflow="fold")
+    for name, exp in reg.items():
+        v = verdicts.get(name)
+        last = "–" if v is None else ("reproduced" if v["reproduced"] else "not reproduced")
+        table.add_row(name, f"{exp.paper.title} ({exp.paper.year})", exp.claim, last)
+    console = Console(width=max(Console().width, 140))
+    console.print(table)
+    for mod, why in registry.unavailable().items():
+        console.print(f"[yellow]unavailable[/] {mod}: {why}")
+    return EXIT_OK
+
+
+def _run_many(args, names: Sequence[str], overrides: Sequence[str]) -> int:
+    console = Console(stderr=False)
+    # Validate every request first: a bad name or override writes nothing.
+    specs = [
+        resolve(n, args.preset, args.seeds, overrides, args.executor, args.chunk) for n in names
+    ]
+    store = Store(args.store)
+    code = EXIT_OK
+    t0 = time.perf_counter()
+    with Progress() as progress, progress.bar("experiments", total=len(specs)) as advance:
+        for spec in specs:
+            try:
+                out = execute(spec, store, args.executor, args.ray_address, args.chunk, progress)
+            except Exception:  # one experiment's crash must not stop the others
+                console.print(f"[red]{spec.exp.name} raised an error:[/]")
+                console.print(traceback.format_exc())
+                code = EXIT_ERROR
+            else:
+                _print_outcome(console, out)
+                if out.failures and code == EXIT_OK:
+                    code = EXIT_NONFINITE
+            advance(1)
+    index = build_report(store, args.out, [s.exp.name for s in specs])
+    console.print(f"report: {index} ({time.perf_counter() - t0:.1f}s in all)")
+    return code
+
+
+def cmd_run(args) -> int:
+    return _run_many(args, [args.name], args.overrides)
+
+
+def cmd_reproduce(args) -> int:
+    reg = registry.load_all()
+    names = args.names or [n for n, e in reg.items() if e.default]
+    if not names:
+        raise ConfigError("no experiments are registered")
+    return _run_many(args, names, ())
+
+
+def cmd_report(args) -> int:
+    if not Path(args.store).exists():
+        raise ConfigError(f"--store: no run store at {args.store}")
+    index = build_report(Store(args.store), args.out)
+    Console().print(f"report: {index}")
+    return EXIT_OK
+
+
+def cmd_show(args) -> int:
+    try:
+        exp = registry.get(args.name)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0])) from None
+    if args.preset not in PRESETS:
+        raise ConfigError(f"--preset: got {args.preset!r}; allowed: {', '.join(PRESETS)}")
+    console = Console()
+    console.print(f"[bold]{exp.name}[/]: {exp.paper.cite}\nclaim: {exp.claim}")
+    table = Table(title=f"config ({args.preset} preset, {exp.seeds.get(args.preset)} seeds)")
+    for col in ("field", "type", "value", "meaning"):
+        table.add_column(col, overflow="fold")
+    for row in describe_fields(exp.config(args.preset)):
+        table.add_row(*row)
+    console.print(table)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_intermixed_args(argv)
+    handler = {
+        "list": cmd_list,
+        "run": cmd_run,
+        "reproduce": cmd_reproduce,
+        "report": cmd_report,
+        "show": cmd_show,
+    }[args.command]
+    try:
+        return handler(args)
+    except ConfigError as e:
+        print(f"metalab: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

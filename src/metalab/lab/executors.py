@@ -1,0 +1,141 @@
+"""Executors: run chunks of seeds of one experiment and hand back per-seed numpy metrics.
+
+* ``local``: seeds of a chunk are vmapped into one compiled call when the experiment allows
+  (``Experiment.vmappable``), otherwise run one after the other. Compilation is done ahead of
+  time (``jit(...).lower(...).compile()``) so its cost is measured apart from the run.
+* ``ray``: each chunk is a Ray task running exactly the same chunk function, so Ray and local
+  give the same numbers for the same seeds; the driver writes results to the one store as
+  tasks finish.
+
+A seed's key is ``jax.random.PRNGKey(seed)``, independent of chunking and executor.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metalab.experiments import registry
+from metalab.experiments.base import Experiment, to_numpy_metrics
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    seed: int
+    metrics: dict[str, np.ndarray]
+    wall_seconds: float
+
+
+def seed_keys(seeds: Sequence[int]) -> jnp.ndarray:
+    return jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
+
+
+def chunk_seeds(seeds: Sequence[int], chunk: int) -> list[list[int]]:
+    return [list(seeds[i : i + chunk]) for i in range(0, len(seeds), chunk)]
+
+
+def default_chunk(n_seeds: int, cap: int = 8) -> int:
+    """Seeds per compiled call: all of them up to ``cap``, else equal-sized chunks."""
+    if n_seeds <= 0:
+        return 1
+    return math.ceil(n_seeds / math.ceil(n_seeds / cap))
+
+
+class ChunkRunner:
+    """Runs chunks of a fixed size for one (experiment, config); compiles once."""
+
+    def __init__(self, exp: Experiment, config: Any, chunk: int) -> None:
+        self.exp, self.config, self.chunk = exp, config, chunk
+        self._compiled: Callable | None = None
+        self.compile_seconds = 0.0
+
+    def compile(self) -> float:
+        """Compile the vmapped run for this chunk size (no-op if not vmappable)."""
+        if not self.exp.vmappable or self._compiled is not None:
+            return self.compile_seconds
+        cfg, run = self.config, self.exp.run
+        fn = jax.jit(jax.vmap(lambda k: run(cfg, k)))
+        t0 = time.perf_counter()
+        self._compiled = fn.lower(seed_keys(range(self.chunk))).compile()
+        self.compile_seconds = time.perf_counter() - t0
+        return self.compile_seconds
+
+    def run(self, seeds: Sequence[int]) -> list[SeedResult]:
+        if len(seeds) > self.chunk:
+            raise ValueError(f"chunk of {len(seeds)} seeds exceeds chunk size {self.chunk}")
+        if not self.exp.vmappable:
+            out = []
+            for s in seeds:
+                t0 = time.perf_counter()
+                m = jax.block_until_ready(self.exp.run(self.config, jax.random.PRNGKey(int(s))))
+                out.append(SeedResult(int(s), to_numpy_metrics(m), time.perf_counter() - t0))
+            return out
+        self.compile()
+        padded = list(seeds) + [seeds[-1]] * (self.chunk - len(seeds))  # same shape: no recompile
+        t0 = time.perf_counter()
+        batched = jax.block_until_ready(self._compiled(seed_keys(padded)))
+        wall = (time.perf_counter() - t0) / len(seeds)
+        host = {k: np.asarray(v) for k, v in batched.items()}
+        return [
+            SeedResult(int(s), {k: v[i] for k, v in host.items()}, wall)
+            for i, s in enumerate(seeds)
+        ]
+
+
+def run_local(runner: ChunkRunner, chunks: Sequence[Sequence[int]]) -> Iterator[list[SeedResult]]:
+    for c in chunks:
+        yield runner.run(c)
+
+
+# -- Ray ----------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _worker_runner(name: str, config: Any, chunk: int) -> ChunkRunner:
+    """One compiled runner per (experiment, config, chunk size) per Ray worker process."""
+    return ChunkRunner(registry.get(name), config, chunk)
+
+
+def _ray_chunk(name: str, config: Any, chunk: int, seeds: list[int]) -> list[SeedResult]:
+    return _worker_runner(name, config, chunk).run(seeds)
+
+
+def run_ray(
+    exp: Experiment,
+    config: Any,
+    chunk: int,
+    chunks: Sequence[Sequence[int]],
+    address: str | None,
+) -> Iterator[list[SeedResult]]:
+    """Submit each chunk as a Ray task; yield results as tasks finish (any order)."""
+    try:
+        import ray
+    except ImportError as e:  # pragma: no cover - depends on the extra
+        raise RuntimeError(
+            "the ray executor needs the 'ray' extra: pip install 'metalab[ray]'"
+        ) from e
+    if not ray.is_initialized():
+        env = {"env_vars": {"METALAB_PLUGINS": os.environ.get("METALAB_PLUGINS", "")}}
+        if address:
+            ray.init(address=address, runtime_env=env, log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=os.cpu_count() or 2,
+                runtime_env=env,
+                log_to_driver=False,
+                include_dashboard=False,
+            )
+    remote = ray.remote(num_cpus=1)(_ray_chunk)
+    pending = [remote.remote(exp.name, config, chunk, list(c)) for c in chunks]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(done[0])

@@ -1,0 +1,123 @@
+"""Generic figures drawn from the metrics convention of :mod:`metalab.experiments.base`.
+
+* curve groups (1-d metrics ``"group/method"``): mean over seeds with a 95% t-interval band;
+* scalar groups (0-d metrics ``"group/method"``): per-method mean with 95% bootstrap CI bars
+  and the individual seeds as dots.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats as sps  # noqa: E402
+
+from metalab.core.stats import bootstrap_ci  # noqa: E402
+
+Metrics = dict[str, np.ndarray]
+
+
+def split_key(key: str) -> tuple[str, str]:
+    group, _, method = key.partition("/")
+    return (group, method) if method else ("", group)
+
+
+def grouped(metrics_list: Sequence[Metrics], ndim: int) -> dict[str, dict[str, np.ndarray]]:
+    """``{group: {method: array stacked over seeds}}`` for metrics of the given ndim."""
+    out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+    if not metrics_list:
+        return {}
+    for key in sorted(metrics_list[0]):
+        if "@" in key:
+            continue
+        first = np.asarray(metrics_list[0][key])
+        if first.ndim != ndim or first.dtype.kind not in "fiub":
+            continue
+        try:
+            stacked = np.stack([np.asarray(m[key], dtype=np.float64) for m in metrics_list])
+        except (KeyError, ValueError):
+            continue
+        group, method = split_key(key)
+        out[group][method] = stacked
+    return dict(out)
+
+
+def scalar_table(
+    metrics_list: Sequence[Metrics],
+) -> dict[str, list[tuple[str, float, float, float, int]]]:
+    """``{group: [(method, mean, ci_low, ci_high, n)]}`` with 95% bootstrap CIs."""
+    table = {}
+    for group, methods in grouped(metrics_list, 0).items():
+        rows = []
+        for method, vals in methods.items():
+            m, lo, hi = bootstrap_ci(vals)
+            rows.append((method, m, lo, hi, int(vals.size)))
+        table[group] = rows
+    return table
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "metric"
+
+
+def plot_curves(metrics_list: Sequence[Metrics], out_dir: Path, title: str) -> list[Path]:
+    paths = []
+    for group, methods in grouped(metrics_list, 1).items():
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        xkey = f"{group}@x"
+        for method, ys in methods.items():
+            n, t = ys.shape
+            x = np.asarray(metrics_list[0][xkey]) if xkey in metrics_list[0] else np.arange(t)
+            mean = ys.mean(0)
+            ax.plot(x, mean, label=method or group)
+            if n > 1:
+                half = sps.sem(ys, axis=0) * sps.t.ppf(0.975, n - 1)
+                ax.fill_between(x, mean - half, mean + half, alpha=0.2)
+        ax.set_title(
+            f"{title}: {group or 'curve'} (mean, 95% CI over {len(metrics_list)} seeds)", fontsize=9
+        )
+        ax.set_xlabel("step")
+        ax.set_ylabel(group)
+        if np.all(np.concatenate([v.ravel() for v in methods.values()]) > 0):
+            span = max(v.max() for v in methods.values()) / max(
+                min(v.min() for v in methods.values()), 1e-300
+            )
+            if span > 1e3:
+                ax.set_yscale("log")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"curve_{_safe(group)}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_scalars(metrics_list: Sequence[Metrics], out_dir: Path, title: str) -> list[Path]:
+    paths = []
+    for group, methods in grouped(metrics_list, 0).items():
+        if len(methods) < 2:
+            continue
+        names = list(methods)
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 2), 3.8))
+        for i, name in enumerate(names):
+            vals = methods[name]
+            m, lo, hi = bootstrap_ci(vals)
+            ax.bar(i, m, color="C0", alpha=0.6)
+            ax.errorbar(i, m, yerr=[[m - lo], [hi - m]], color="k", capsize=4)
+            jitter = (np.arange(vals.size) - vals.size / 2) * 0.03
+            ax.scatter(i + jitter, vals, s=8, color="k", zorder=3)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{title}: {group} (mean, 95% bootstrap CI)", fontsize=9)
+        fig.tight_layout()
+        path = out_dir / f"compare_{_safe(group)}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
