@@ -12,6 +12,7 @@ is recorded in :func:`unavailable` with the reason, and ``metalab list`` shows i
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import pkgutil
 
@@ -64,7 +65,21 @@ def load_all() -> dict[str, Experiment]:
 
 
 def get(name: str) -> Experiment:
-    """Look up one experiment; a KeyError names the registered ones."""
+    """Look up one experiment; a KeyError names the registered ones.
+
+    Tries the conventional module first (``"optimistic-mg"`` lives in ``optimistic_mg.py``)
+    so that running one experiment does not import every other one.
+    """
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    modname = name.replace("-", "_")
+    if modname.isidentifier() and modname not in _SKIP and not _LOADED:
+        import metalab.experiments as pkg
+
+        if importlib.util.find_spec(f"{pkg.__name__}.{modname}") is not None:
+            _import(f"{pkg.__name__}.{modname}")
+            if name in _REGISTRY:
+                return _REGISTRY[name]
     reg = load_all()
     if name not in reg:
         allowed = ", ".join(reg) or "(none)"

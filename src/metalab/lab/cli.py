@@ -122,7 +122,7 @@ def cmd_list(args) -> int:
 
 
 def _run_many(args, names: Sequence[str], overrides: Sequence[str]) -> int:
-    console = Console(stderr=False)
+    console = Console(stderr=False, soft_wrap=True)
     # Validate every request first: a bad name or override writes nothing.
     specs = [
         resolve(n, args.preset, args.seeds, overrides, args.executor, args.chunk) for n in names
@@ -187,7 +187,14 @@ def cmd_show(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_intermixed_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may come before or after options: argparse leaves late ones in ``extra``.
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray or (extra and args.command != "run"):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if args.command == "run":
+        args.overrides = list(args.overrides) + extra
     handler = {
         "list": cmd_list,
         "run": cmd_run,

@@ -122,15 +122,21 @@ def long_horizon_task(
 class DigitsFamily(NamedTuple):
     """Arrays that define the digits task family (a pytree; close over it in jitted code).
 
+    The warped images are computed once when the family is built, so drawing a task is a
+    gather (cheap to compile and to run).
+
     Attributes:
-      images: ``(10, n_per_class, 8, 8)`` images in [0, 1], grouped by digit class (every
-        class truncated to the smallest class size so that the array is rectangular).
+      train_images: ``(W_train, C_train, n_per_class, 64)`` meta-train images in [0, 1]:
+        every meta-train class under every meta-train warp (every class truncated to the
+        smallest class size so that the array is rectangular).
+      test_images: ``(W_test, C_test, n_per_class, 64)`` the same for meta-test.
       train_classes, test_classes: ``(C_train,)`` / ``(C_test,)`` disjoint digit classes.
       train_warps, test_warps: ``(W_train, 2, 3)`` / ``(W_test, 2, 3)`` disjoint affine maps
         from output pixel coordinates to input coordinates (centred), each an "alphabet".
     """
 
-    images: jnp.ndarray
+    train_images: jnp.ndarray
+    test_images: jnp.ndarray
     train_classes: jnp.ndarray
     test_classes: jnp.ndarray
     train_warps: jnp.ndarray
@@ -138,7 +144,7 @@ class DigitsFamily(NamedTuple):
 
     @property
     def per_class(self) -> int:
-        return int(self.images.shape[1])
+        return int(self.train_images.shape[2])
 
 
 def random_affine(
@@ -205,8 +211,15 @@ def make_digits_family(
     warps = random_affine(
         jax.random.PRNGKey(warp_seed), num_train_warps + num_test_warps, rotation=rotation
     )
+    warp_all = jax.jit(jax.vmap(warp_images, in_axes=(None, 0)))
+
+    def warped(classes, ws):
+        out = warp_all(jnp.asarray(imgs[list(classes)]), ws)  # (W, C, n, 8, 8)
+        return out.reshape(out.shape[:3] + (64,))
+
     return DigitsFamily(
-        images=jnp.asarray(imgs),
+        train_images=warped(tr, warps[:num_train_warps]),
+        test_images=warped(te, warps[num_train_warps:]),
         train_classes=jnp.asarray(tr, jnp.int32),
         test_classes=jnp.asarray(te, jnp.int32),
         train_warps=warps[:num_train_warps],
@@ -258,6 +271,7 @@ def sample_digits_task(
     num_ways: int = 5,
     num_shots: int = 5,
     num_query: int = 10,
+    num_warps: int | jnp.ndarray | None = None,
 ) -> Task:
     """Sample an N-way K-shot digits task with a random alphabet (affine warp) of the split.
 
@@ -268,23 +282,23 @@ def sample_digits_task(
       num_ways: N classes per task, 1..(classes in split).
       num_shots: K support images per class.
       num_query: query images per class (disjoint from the support images).
+      num_warps: draw the alphabet among the first ``num_warps`` warps of the split's pool
+        only (may be traced, e.g. vmapped over pool sizes); None uses the whole pool.
 
     Returns:
       A :class:`Task`; ``x`` is ``(N * n, 64)`` float32, ``y`` is ``(N * n,)`` int32 labels
       in 0..N-1, class-major order.
     """
     check_digits_task(family, split, num_ways, num_shots, num_query)
-    classes = family.train_classes if split == "train" else family.test_classes
-    warps = family.train_warps if split == "train" else family.test_warps
-    k_c, k_w, k_i = jax.random.split(key, 3)
-    chosen = jax.random.permutation(k_c, classes)[:num_ways]  # label i <- class chosen[i]
-    affine = warps[jax.random.randint(k_w, (), 0, warps.shape[0])]
-    per = num_shots + num_query
-    idx = jax.vmap(lambda k: jax.random.permutation(k, family.per_class)[:per])(
-        jax.random.split(k_i, num_ways)
-    )
-    imgs = family.images[chosen[:, None], idx]  # (N, per, 8, 8)
-    imgs = warp_images(imgs, affine).reshape(num_ways, per, -1)
+    images = family.train_images if split == "train" else family.test_images
+    n_cls, per = images.shape[1], num_shots + num_query
+    # One uniform draw feeds every choice (each jax.random call adds to compile time).
+    u = jax.random.uniform(key, (n_cls + 1 + num_ways * family.per_class,))
+    chosen = jnp.argsort(u[:n_cls])[:num_ways]  # label i <- class chosen[i]: random order
+    n_w = images.shape[0] if num_warps is None else jnp.clip(num_warps, 1, images.shape[0])
+    w = jnp.minimum(jnp.floor(u[n_cls] * n_w).astype(jnp.int32), n_w - 1)
+    idx = jnp.argsort(u[n_cls + 1 :].reshape(num_ways, family.per_class), axis=-1)[:, :per]
+    imgs = images[w, chosen[:, None], idx]  # (N, per, 64)
     labels = jnp.broadcast_to(jnp.arange(num_ways, dtype=jnp.int32)[:, None], (num_ways, per))
     xs, ys = imgs[:, :num_shots], labels[:, :num_shots]
     xq, yq = imgs[:, num_shots:], labels[:, num_shots:]

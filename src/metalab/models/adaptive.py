@@ -199,6 +199,8 @@ class WordLM(nn.Module):
       hidden: recurrent hidden size ``H``.
       cell: ``"alstm"`` or ``"lstm"`` (flax's ``LSTMCell``).
       adapt: policy size of the aLSTM (ignored for ``"lstm"``).
+      scale_init_std: std of the normal initialisation of the aLSTM's scaling projection ``P``
+        (0: zeros, the aLSTM starts as a plain LSTM).
     """
 
     vocab: int
@@ -206,10 +208,13 @@ class WordLM(nn.Module):
     hidden: int
     cell: str = "alstm"
     adapt: int = 16
+    scale_init_std: float = 0.0
 
     def _cell(self) -> nn.RNNCellBase:
         if self.cell == "alstm":
-            return ALSTMCell(self.hidden, self.adapt)
+            init = (nn.initializers.normal(self.scale_init_std) if self.scale_init_std > 0
+                    else nn.initializers.zeros_init())
+            return ALSTMCell(self.hidden, self.adapt, scale_init=init)
         if self.cell == "lstm":
             return nn.LSTMCell(self.hidden)
         raise ValueError(f"cell={self.cell!r}; allowed: 'alstm', 'lstm'")

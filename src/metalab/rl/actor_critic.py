@@ -194,7 +194,9 @@ def make_train(
     so ``jax.vmap(train, in_axes=(0, None))`` runs seeds and ``in_axes=(None, 0)`` a grid.
     """
     if rollout_len < 1 or num_updates < 1:
-        raise ValueError(f"rollout_len and num_updates must be >= 1, got {rollout_len}, {num_updates}")
+        raise ValueError(
+            f"rollout_len and num_updates must be >= 1, got {rollout_len}, {num_updates}"
+        )
 
     def train(key, hyper: ACHyper) -> dict:
         k_init, k_run = jax.random.split(key)

@@ -116,7 +116,7 @@ def make_variant(game: str, mode: int, difficulty: int) -> Variant:
     return Variant(game, int(mode), int(difficulty), tuple((k, f[k]) for k in order))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def available_modes_difficulties(game: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``(modes, difficulties)`` exactly as the emulator reports them for ``game``."""
     _check_game(game)
@@ -147,7 +147,10 @@ def select_variants(
       ValueError: a requested mode or difficulty is not available in the emulator.
     """
     all_modes, all_diffs = available_modes_difficulties(game)
-    for name, req, avail in (("modes", modes, all_modes), ("difficulties", difficulties, all_diffs)):
+    for name, req, avail in (
+        ("modes", modes, all_modes),
+        ("difficulties", difficulties, all_diffs),
+    ):
         bad = [x for x in req if x not in avail]
         if bad:
             raise ValueError(f"{game}: {name} {bad} not available; the emulator offers {avail}")

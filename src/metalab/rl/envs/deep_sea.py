@@ -108,7 +108,9 @@ def make_deep_sea(
     return env, params
 
 
-def optimal_return(size: int, deterministic: bool = True, unscaled_move_cost: float = 0.01) -> float:
+def optimal_return(
+    size: int, deterministic: bool = True, unscaled_move_cost: float = 0.01
+) -> float:
     """bsuite's optimal expected episode return (noise excluded)."""
     _check_size(size)
     no_cost = 1.0 if deterministic else (1.0 - 1.0 / size) ** (size - 1)
@@ -122,9 +124,7 @@ def cell_index(state: EnvState, size: int) -> jax.Array:
     )
 
 
-def solve_episode(
-    bad_t: jax.Array, deterministic: bool = True
-) -> tuple[jax.Array, jax.Array]:
+def solve_episode(bad_t: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
     """bsuite's "episodes until < 90% bad episodes" on a per-episode log.
 
     bsuite (``experiments/deep_sea/analysis.find_solution``) calls a run solved at the first

@@ -122,8 +122,22 @@ def step(
     which = jnp.argmax(hit)
     other = state.objects[1 - which]
     new_cell = _random_free_cell(key, jnp.stack([agent, other]), n)
-    objects = jnp.where(
-        jnp.any(hit), state.objects.at[which].set(new_cell), state.objects
-    )
+    objects = jnp.where(jnp.any(hit), state.objects.at[which].set(new_cell), state.objects)
     new_state = TwoColoursState(agent=agent, objects=objects, t=state.t + 1)
     return observe(new_state, params), new_state, reward.astype(jnp.float32)
+
+
+def env_fns(params: TwoColoursParams):
+    """The environment as ``metalab.rl.actor_critic.EnvFns`` (reset/step closed over params)."""
+    from metalab.rl.actor_critic import EnvFns
+
+    check_params(params)
+    return EnvFns(
+        reset=lambda key: reset(key, params),
+        step=lambda key, s, a: step(key, s, a, params),
+    )
+
+
+def phase(state: TwoColoursState, params: TwoColoursParams) -> jnp.ndarray:
+    """Time since the last reward swap as a fraction of the period, in [0, 1)."""
+    return (state.t % params.swap_every).astype(jnp.float32) / params.swap_every

@@ -1,0 +1,215 @@
+r"""A meta-gradient actor-critic whose whole lifetime is one ``lax.scan``.
+
+Meta-parameters :math:`\phi` produce the actor-critic hyperparameters through
+``hyper_fn(phi, context) -> ACHyper`` (a constant map for plain meta-gradients, a learned
+function of context features for contextual meta-gradients). Each meta-step (Xu et al. 2018's
+online scheme):
+
+1. with :math:`\eta = h_\phi(c)` fixed, apply ``K`` actor-critic updates
+   :math:`\theta_{k+1} = \theta_k - \alpha\nabla\mathcal L(\theta_k; \tau_k, \eta)`, collecting
+   :math:`\tau_{k+1}` with :math:`\theta_{k+1}` (``tau_0`` is carried from the previous step);
+2. compute the meta-loss on :math:`\tau_K` (standard: ``L = 0``; BMG: ``L >= 1``, see
+   :mod:`metalab.metagrad.bmg`) by differentiating through the ``K`` updates, and take one
+   Adam step on :math:`\phi` (minimising the meta-loss);
+3. update the context statistics.
+
+``mode="fixed"`` skips step 2 (a fixed-hyperparameter baseline with identical data flow).
+Everything is traced: ``jax.vmap(train)`` runs seeds, and ``phi0`` / the context mask may be
+vmapped too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from metalab.metagrad import bmg
+from metalab.rl import actor_critic as ac
+
+PyTree = Any
+NUM_CONTEXT = 6
+CONTEXT_NAMES = ("bias", "reward_fast", "reward_change", "td_abs", "entropy", "phase")
+
+
+@dataclass(frozen=True)
+class MetaACConfig:
+    """Static configuration of the meta-gradient actor-critic lifetime.
+
+    Attributes:
+      num_envs: parallel environments E.
+      rollout_len: steps T per rollout (n of the n-step return).
+      num_meta_steps: meta-updates in the lifetime (env steps = num_meta_steps*K*T*E).
+      inner_steps: K actor-critic updates per meta-update.
+      num_bootstrap: L; 0 = standard meta-gradient, >= 1 = BMG.
+      match: "kl" (policies on the rollout's states) or "l2" (parameters).
+      target_step: step size of BMG's final target gradient step.
+      meta_lr: Adam step size on phi.
+      mode: "meta" (learn phi) or "fixed" (phi frozen: a baseline).
+      fast_rate, slow_rate: EMA rates of the reward context features (per meta-step).
+    """
+
+    num_envs: int = 4
+    rollout_len: int = 8
+    num_meta_steps: int = 100
+    inner_steps: int = 1
+    num_bootstrap: int = 0
+    match: str = "kl"
+    target_step: float = 1.0
+    meta_lr: float = 1e-2
+    mode: str = "meta"
+    fast_rate: float = 0.3
+    slow_rate: float = 0.03
+
+    def __post_init__(self):
+        for f in ("num_envs", "rollout_len", "num_meta_steps", "inner_steps"):
+            if int(getattr(self, f)) < 1:
+                raise ValueError(f"MetaACConfig.{f} must be >= 1, got {getattr(self, f)}")
+        if self.mode not in ("meta", "fixed"):
+            raise ValueError(f"MetaACConfig.mode must be 'meta' or 'fixed', got {self.mode!r}")
+        bmg.check_bmg_args(self.num_bootstrap, self.match, self.target_step)
+
+
+class ContextState(NamedTuple):
+    """Running statistics behind the context features."""
+
+    r_fast: jnp.ndarray
+    r_slow: jnp.ndarray
+    td_abs: jnp.ndarray
+    entropy: jnp.ndarray
+
+
+class MetaACState(NamedTuple):
+    """Carry of the lifetime scan."""
+
+    params: PyTree
+    rollout: ac.Rollout
+    env_state: Any
+    obs: jnp.ndarray
+    phi: PyTree
+    opt_state: Any
+    ctx: ContextState
+
+
+def context_features(ctx: ContextState, phase: jnp.ndarray) -> jnp.ndarray:
+    """The 6 context features (``CONTEXT_NAMES``), each roughly O(1)."""
+    return jnp.stack(
+        [
+            jnp.ones(()),
+            jnp.clip(10.0 * ctx.r_fast, -3.0, 3.0),
+            jnp.clip(10.0 * (ctx.r_fast - ctx.r_slow), -3.0, 3.0),
+            jnp.clip(ctx.td_abs, 0.0, 3.0),
+            ctx.entropy,
+            phase,
+        ]
+    )
+
+
+def make_meta_train(
+    env: ac.EnvFns,
+    net: ac.ACNet,
+    cfg: MetaACConfig,
+    hyper_fn: Callable[[PyTree, jnp.ndarray], ac.ACHyper],
+    phase_fn: Callable[[Any], jnp.ndarray] | None = None,
+) -> Callable[..., dict]:
+    """``train(key, phi0, mask) -> metrics`` for one seed (one lifetime, one ``lax.scan``).
+
+    Args:
+      env: the environment functions.
+      net: the actor-critic network.
+      cfg: static configuration.
+      hyper_fn: ``(phi, context[6]) -> ACHyper``.
+      phase_fn: ``env_state -> scalar`` feature in [0, 1] (e.g. time since the last change
+        over the period); zeros if None. Applied to environment 0 of the batch.
+
+    Returns ``train`` whose metrics are per meta-step curves: ``reward`` (mean reward per env
+    step over the K rollouts), ``entropy_weight``, ``lr``, ``policy_entropy``, ``meta_loss``.
+    ``mask`` ([6]) multiplies the context features (0 switches a feature off).
+    """
+    opt = optax.adam(cfg.meta_lr)
+    apply_fn = net.apply
+    n_actions = net.num_actions
+
+    def update_fn(p, phi_ctx, x):
+        phi, c = phi_ctx
+        return ac.ac_update(p, hyper_fn(phi, c), x, apply_fn)
+
+    def project_fn(p, x):
+        return apply_fn(p, x.obs[:-1])[0]
+
+    def phase_of(es):
+        if phase_fn is None:
+            return jnp.zeros(())
+        return phase_fn(jax.tree.map(lambda a: a[0], es))
+
+    def train(key, phi0: PyTree, mask: jnp.ndarray) -> dict:
+        k_init, k_first, k_run = jax.random.split(key, 3)
+        s0 = ac.init(k_init, env, net, cfg.num_envs)
+        ro0, es0, o0 = ac.collect(k_first, s0.params, env, s0.env_state, s0.obs, apply_fn, cfg.rollout_len)
+        ctx0 = ContextState(*(jnp.zeros(()) for _ in range(4)))
+        state = MetaACState(s0.params, ro0, es0, o0, phi0, opt.init(phi0), ctx0)
+
+        def meta_step(st: MetaACState, k):
+            c = context_features(st.ctx, phase_of(st.env_state)) * mask
+            hyper = hyper_fn(st.phi, c)
+
+            def inner(carry, kk):
+                p, ro, es, o = carry
+                p2 = ac.ac_update(p, hyper, ro, apply_fn)
+                ro2, es2, o2 = ac.collect(kk, p2, env, es, o, apply_fn, cfg.rollout_len)
+                return (p2, ro2, es2, o2), ro
+
+            (p_k, ro_k, es, o), used = lax.scan(
+                inner, (st.params, st.rollout, st.env_state, st.obs), jax.random.split(k, cfg.inner_steps)
+            )
+            if cfg.mode == "meta":
+                hyper_sg = lax.stop_gradient(hyper)
+
+                def objective_fn(p, x):
+                    return ac.meta_objective(p, hyper_sg, x, apply_fn)
+
+                loss, g = jax.value_and_grad(
+                    lambda phi: bmg.meta_loss(
+                        (phi, c),
+                        st.params,
+                        update_fn=update_fn,
+                        objective_fn=objective_fn,
+                        inner_xs=used,
+                        target_x=ro_k,
+                        num_bootstrap=cfg.num_bootstrap,
+                        match=cfg.match,
+                        target_step=cfg.target_step,
+                        project_fn=project_fn,
+                    )
+                )(st.phi)
+                upd, opt_state = opt.update(g, st.opt_state, st.phi)
+                phi = optax.apply_updates(st.phi, upd)
+            else:
+                loss, phi, opt_state = jnp.zeros(()), st.phi, st.opt_state
+            # context statistics from the K rollouts just used
+            terms = ac.ac_terms(p_k, hyper, ro_k, apply_fn)
+            r = jnp.mean(used.rewards)
+            ctx = ContextState(
+                r_fast=st.ctx.r_fast + cfg.fast_rate * (r - st.ctx.r_fast),
+                r_slow=st.ctx.r_slow + cfg.slow_rate * (r - st.ctx.r_slow),
+                td_abs=st.ctx.td_abs + cfg.fast_rate * (jnp.mean(jnp.abs(terms["adv"])) - st.ctx.td_abs),
+                entropy=terms["entropy"] / jnp.log(n_actions),
+            )
+            out = {
+                "reward": r,
+                "entropy_weight": hyper.entropy,
+                "lr": hyper.lr,
+                "policy_entropy": terms["entropy"],
+                "meta_loss": loss,
+            }
+            return MetaACState(p_k, ro_k, es, o, phi, opt_state, ctx), out
+
+        _, metrics = lax.scan(meta_step, state, jax.random.split(k_run, cfg.num_meta_steps))
+        return metrics
+
+    return train

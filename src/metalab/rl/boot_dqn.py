@@ -1,0 +1,390 @@
+"""Bootstrapped DQN with randomised prior functions (and its TDU variant), fully jitted.
+
+References:
+  Osband, Blundell, Pritzel & Van Roy (2016), "Deep Exploration via Bootstrapped DQN".
+  Osband, Aslanides & Cassirer (2018), "Randomized Prior Functions for Deep RL".
+  bsuite 0.3.6 ``baselines/jax/boot_dqn`` (the settings of :class:`BootDQNConfig`'s defaults).
+  Flennerhag et al. (2020), "Temporal Difference Uncertainties as a Signal for Exploration"
+  (``num_explorers > 0``; see :mod:`metalab.rl.tdu`).
+
+Agent. ``K`` members ``Q_k(s, a) = f_{theta_k}(s, a) + s_p * p_k(s, a)`` where ``p_k`` is a
+fixed random network (the prior, never trained; precomputed here as a table over the discrete
+inputs) and ``s_p`` the prior scale. Every member is trained on the same replay minibatch with
+its own bootstrap mask ``m_k ~ Bernoulli(mask_prob)`` and reward noise ``z_k ~ N(0, 1)``:
+
+    delta_k = r + noise_scale * z_k + gamma_t * max_a' Qbar_k(s', a') - Q_k(s, a),
+    L(theta) = sum_k mean_batch( m_k * delta_k^2 )        (minimised, Adam per member),
+
+where ``Qbar_k`` uses target parameters copied from ``theta_k`` every ``target_update_period``
+SGD steps. With TDU, explorers' ``delta_k`` get ``+ beta * sg(sigma)`` (see ``tdu``). Acting:
+one member sampled uniformly per episode, greedy with random tie-breaking, plus
+``epsilon``-greedy dithering (``K = 1``, ``prior_scale = 0``, ``epsilon > 0`` is plain
+epsilon-greedy DQN).
+
+Everything (ensemble over members with ``vmap``, the replay buffer, acting, learning) is pure
+JAX; :func:`make_deep_sea_train` returns ``train(key)``: one ``lax.scan`` over episodes, each
+a ``lax.scan`` over the ``N`` steps of a Deep Sea episode, vmappable over seeds.
+
+Differences from bsuite's agent, all deliberate: the first layer is a lookup on the integer
+cell index (identical function, see :mod:`metalab.rl.ensemble_nets`); target parameters start
+equal to the online ones (bsuite initialises them independently, including a different prior,
+until the first copy); the member for the next episode is sampled at episode start.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+import rlax
+
+from metalab.rl import ensemble_nets, replay, tdu
+from metalab.rl.envs import deep_sea
+
+
+class BootDQNConfig(NamedTuple):
+    """Static agent settings (defaults: bsuite's ``boot_dqn.default_agent``)."""
+
+    num_ensemble: int = 20
+    hidden: tuple[int, ...] = (50, 50)
+    prior_scale: float = 5.0
+    batch_size: int = 128
+    discount: float = 0.99
+    replay_capacity: int = 10_000
+    min_replay_size: int = 128
+    sgd_period: int = 1
+    target_update_period: int = 4
+    learning_rate: float = 1e-3
+    mask_prob: float = 1.0
+    noise_scale: float = 0.0
+    epsilon: float = 0.0
+    num_explorers: int = 0
+    beta: float = 0.0
+
+    def validate(self) -> BootDQNConfig:
+        """Raise a ValueError naming the first bad field; return self."""
+        ints = ("num_ensemble", "batch_size", "replay_capacity", "sgd_period")
+        for name in (*ints, "target_update_period"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"BootDQNConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.min_replay_size < 1 or self.min_replay_size > self.replay_capacity:
+            raise ValueError(
+                "BootDQNConfig.min_replay_size must be in [1, replay_capacity], got "
+                f"{self.min_replay_size}"
+            )
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"BootDQNConfig.hidden must be non-empty widths >= 1: {self.hidden}")
+        checks = {
+            "discount": 0.0 <= self.discount <= 1.0,
+            "mask_prob": 0.0 < self.mask_prob <= 1.0,
+            "epsilon": 0.0 <= self.epsilon <= 1.0,
+            "prior_scale": self.prior_scale >= 0.0,
+            "noise_scale": self.noise_scale >= 0.0,
+            "learning_rate": self.learning_rate > 0.0,
+            "beta": self.beta >= 0.0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"BootDQNConfig.{name} is out of range: {getattr(self, name)}")
+        tdu.explorer_mask(self.num_ensemble, self.num_explorers)  # validates the split
+        return self
+
+
+class Transition(NamedTuple):
+    """One stored transition; cells are integer observations (see ``deep_sea.cell_index``)."""
+
+    cell_tm1: jax.Array
+    a_tm1: jax.Array
+    r_t: jax.Array
+    discount_t: jax.Array
+    cell_t: jax.Array
+    mask_t: jax.Array  # [K] bootstrap mask ([0] when mask_prob = 1: all ones)
+    noise_t: jax.Array  # [K] reward noise ([0] when noise_scale = 0)
+
+
+def _mask_width(config: BootDQNConfig) -> int:
+    # The all-ones mask (mask_prob = 1, bsuite's default) and zero noise are not stored.
+    return config.num_ensemble if config.mask_prob < 1.0 else 0
+
+
+def _noise_width(config: BootDQNConfig) -> int:
+    return config.num_ensemble if config.noise_scale > 0.0 else 0
+
+
+def _draw_mask(key: jax.Array, config: BootDQNConfig) -> jax.Array:
+    w = _mask_width(config)
+    return jax.random.bernoulli(key, config.mask_prob, (w,)).astype(jnp.float32)
+
+
+def _draw_noise(key: jax.Array, config: BootDQNConfig) -> jax.Array:
+    return jax.random.normal(key, (_noise_width(config),))
+
+
+class BootDQNState(NamedTuple):
+    """Agent state: online/target parameters ``[K, ...]``, Adam state, prior table, replay."""
+
+    params: Any
+    target_params: Any
+    opt_state: Any
+    prior_table: jax.Array  # [K, num_cells + 1, A], prior outputs (unscaled)
+    replay: replay.ReplayState
+    env_steps: jax.Array
+    sgd_steps: jax.Array
+    head: jax.Array
+
+
+def _optimizer(config: BootDQNConfig) -> optax.GradientTransformation:
+    # Adam is elementwise, so one Adam over the stacked ensemble equals one Adam per member.
+    return optax.adam(config.learning_rate)
+
+
+def init(key: jax.Array, config: BootDQNConfig, num_cells: int, num_actions: int) -> BootDQNState:
+    """A fresh agent for inputs ``0..num_cells`` (``num_cells`` = null input) and A actions."""
+    config.validate()
+    k_net, k_prior = jax.random.split(key)
+    params = ensemble_nets.init_ensemble(
+        k_net, config.num_ensemble, num_cells, config.hidden, num_actions
+    )
+    priors = ensemble_nets.init_ensemble(
+        k_prior, config.num_ensemble, num_cells, config.hidden, num_actions
+    )
+    prior_table = jax.vmap(lambda p: ensemble_nets.output_table(p, num_cells))(priors)
+    example = Transition(
+        jnp.int32(0),
+        jnp.int32(0),
+        jnp.float32(0),
+        jnp.float32(0),
+        jnp.int32(0),
+        jnp.zeros((_mask_width(config),), jnp.float32),
+        jnp.zeros((_noise_width(config),), jnp.float32),
+    )
+    return BootDQNState(
+        params=params,
+        target_params=params,
+        opt_state=_optimizer(config).init(params),
+        prior_table=prior_table,
+        replay=replay.init(example, config.replay_capacity),
+        env_steps=jnp.zeros((), jnp.int32),
+        sgd_steps=jnp.zeros((), jnp.int32),
+        head=jnp.zeros((), jnp.int32),
+    )
+
+
+def member_q(params: Any, prior_table: jax.Array, prior_scale: float, cell: jax.Array):
+    """``Q_k(cell, .) = f_k(cell) + prior_scale * p_k(cell)`` for one member's slices."""
+    return ensemble_nets.apply_lookup_mlp(params, cell) + prior_scale * prior_table[cell]
+
+
+def ensemble_q(params: Any, prior_table: jax.Array, prior_scale: float, cells: jax.Array):
+    """``[K, B, A]`` action values of every member at cells ``[B]``."""
+    per_member = lambda p, t: jax.vmap(lambda c: member_q(p, t, prior_scale, c))(cells)
+    return jax.vmap(per_member)(params, prior_table)
+
+
+def begin_episode(key: jax.Array, state: BootDQNState, config: BootDQNConfig) -> BootDQNState:
+    """Sample the acting member uniformly from the whole ensemble (Thompson-style)."""
+    return state._replace(head=jax.random.randint(key, (), 0, config.num_ensemble))
+
+
+def act(key: jax.Array, state: BootDQNState, cell: jax.Array, config: BootDQNConfig):
+    """Greedy action of the acting member (ties broken uniformly), epsilon-greedy dithered."""
+    k_eps, k_rand, k_tie = jax.random.split(key, 3)
+    p = jax.tree.map(lambda x: x[state.head], state.params)
+    q = member_q(p, state.prior_table[state.head], config.prior_scale, cell)
+    best = q == q.max()
+    greedy = jax.random.categorical(k_tie, jnp.where(best, 0.0, -jnp.inf))
+    random_a = jax.random.randint(k_rand, (), 0, q.shape[-1])
+    return jnp.where(jax.random.uniform(k_eps) < config.epsilon, random_a, greedy)
+
+
+def td_errors(
+    params: Any, target_params: Any, prior_table: jax.Array, batch: Transition, config
+) -> jax.Array:
+    """``[K, B]`` TD errors ``r + s_z z_k + gamma_t max Qbar_k(s') - Q_k(s, a)`` (rlax)."""
+    q_tm1 = ensemble_q(params, prior_table, config.prior_scale, batch.cell_tm1)
+    q_t = ensemble_q(target_params, prior_table, config.prior_scale, batch.cell_t)
+    r_kt = jnp.broadcast_to(batch.r_t[None], (config.num_ensemble, batch.r_t.shape[0]))
+    if config.noise_scale > 0.0:
+        r_kt = r_kt + config.noise_scale * batch.noise_t.T  # [K, B]
+    disc = config.discount * batch.discount_t
+    per_transition = jax.vmap(rlax.q_learning, in_axes=(0, 0, 0, 0, 0))
+    return jax.vmap(per_transition, in_axes=(0, None, 0, None, 0))(
+        q_tm1, batch.a_tm1, r_kt, disc, q_t
+    )
+
+
+def loss_fn(
+    params: Any, target_params: Any, prior_table: jax.Array, batch: Transition, config
+) -> tuple[jax.Array, jax.Array]:
+    """``sum_k mean_b m_kb delta~_kb^2`` (to minimise) and the mean TDU bonus ``sigma``."""
+    delta = td_errors(params, target_params, prior_table, batch, config)
+    sigma_mean = jnp.zeros(())
+    if config.num_explorers > 0:
+        is_x = tdu.explorer_mask(config.num_ensemble, config.num_explorers)
+        delta, sigma = tdu.tdu_td_errors(delta, is_x, config.beta)
+        sigma_mean = sigma.mean()
+    sq = delta**2 if config.mask_prob >= 1.0 else batch.mask_t.T * delta**2
+    loss = jnp.sum(jnp.mean(sq, axis=1))
+    return loss, sigma_mean
+
+
+def learn_schedule(env_step: jax.Array, config: BootDQNConfig) -> tuple[jax.Array, jax.Array]:
+    """Whether env step ``s`` (1-based, after storing its transition) takes an SGD step, and
+    the SGD-step count after it: learning happens iff ``s >= min_replay_size`` (the replay
+    then holds ``min(s, capacity) >= min_replay_size`` items) and ``s % sgd_period == 0``.
+    """
+    m, p = config.min_replay_size, config.sgd_period
+    learn = (env_step >= m) & (env_step % p == 0)
+    sgd_steps = jnp.where(env_step >= m, env_step // p - (m - 1) // p, 0)
+    return learn, sgd_steps
+
+
+def _sgd(state: BootDQNState, batch: Transition, config: BootDQNConfig):
+    grads, sigma = jax.grad(loss_fn, has_aux=True)(
+        state.params, state.target_params, state.prior_table, batch, config
+    )
+    upd, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
+    return optax.apply_updates(state.params, upd), opt_state, sigma
+
+
+def update(
+    key: jax.Array,
+    state: BootDQNState,
+    cell_tm1: jax.Array,
+    a_tm1: jax.Array,
+    r_t: jax.Array,
+    discount_t: jax.Array,
+    cell_t: jax.Array,
+    config: BootDQNConfig,
+    env_step: jax.Array | None = None,
+) -> tuple[BootDQNState, jax.Array]:
+    """Store a transition; if the replay holds ``min_replay_size`` items (and on the SGD
+    period) take one Adam step of every member on a shared minibatch; copy the target
+    parameters whenever the SGD-step count is a multiple of ``target_update_period`` (bsuite's
+    rule, which also copies at every step before learning starts).
+
+    Args:
+      key: PRNG key (bootstrap mask, reward noise, minibatch).
+      state: agent state.
+      cell_tm1, a_tm1, r_t, discount_t, cell_t: the transition (``discount_t`` is the
+        environment's, 0 at termination; ``config.discount`` multiplies it).
+      config: agent settings.
+      env_step: optional 1-based count of environment steps including this one. When it is
+        not batched (e.g. derived from ``lax.scan`` indices while seeds are vmapped) learning
+        and target copies are real ``lax.cond`` branches instead of selects. Defaults to the
+        state's own counter.
+
+    Returns:
+      ``(new_state, sigma)``: ``sigma`` is the minibatch-mean TDU bonus (0 without explorers
+      or when no SGD step was taken).
+    """
+    k_mask, k_noise, k_sample = jax.random.split(key, 3)
+    tr = Transition(
+        jnp.asarray(cell_tm1, jnp.int32),
+        jnp.asarray(a_tm1, jnp.int32),
+        jnp.asarray(r_t, jnp.float32),
+        jnp.asarray(discount_t, jnp.float32),
+        jnp.asarray(cell_t, jnp.int32),
+        _draw_mask(k_mask, config),
+        _draw_noise(k_noise, config),
+    )
+    buf = replay.add(state.replay, tr)
+    env_steps = state.env_steps + 1 if env_step is None else jnp.asarray(env_step, jnp.int32)
+    learn, sgd_steps = learn_schedule(env_steps, config)
+
+    def do_learn(_):
+        batch = replay.sample(buf, k_sample, config.batch_size)
+        return _sgd(state, batch, config)
+
+    def skip(_):
+        return state.params, state.opt_state, jnp.zeros((), jnp.float32)
+
+    params, opt_state, sigma = jax.lax.cond(learn, do_learn, skip, None)
+    copy = sgd_steps % config.target_update_period == 0
+    target = jax.lax.cond(copy, lambda: params, lambda: state.target_params)
+    new = state._replace(
+        params=params,
+        target_params=target,
+        opt_state=opt_state,
+        replay=buf,
+        env_steps=env_steps,
+        sgd_steps=sgd_steps.astype(jnp.int32),
+    )
+    return new, sigma
+
+
+def make_deep_sea_train(
+    size: int,
+    config: BootDQNConfig,
+    num_episodes: int,
+    deterministic: bool = True,
+    mapping_seed: int | None = 42,
+    unscaled_move_cost: float = 0.01,
+):
+    """``train(key) -> metrics`` for the agent on Deep Sea, one ``lax.scan`` over episodes.
+
+    Args:
+      size: Deep Sea ``N`` (episode length ``N``).
+      config: agent settings.
+      num_episodes: episodes to run (>= 1).
+      deterministic, mapping_seed, unscaled_move_cost: see ``deep_sea.make_deep_sea``.
+
+    Returns:
+      ``train(key)`` returning per-episode arrays ``[num_episodes]``: ``return`` (episode
+      return), ``bad`` (1 if left while on the diagonal), ``success`` (1 if the +1 treasure was
+      collected), ``sigma`` (mean TDU bonus over the episode's minibatches).
+    """
+    config.validate()
+    if int(num_episodes) < 1:
+        raise ValueError(f"make_deep_sea_train: num_episodes must be >= 1, got {num_episodes}")
+    env, env_params = deep_sea.make_deep_sea(size, deterministic, mapping_seed, unscaled_move_cost)
+    num_cells = size * size
+
+    def episode(agent: BootDQNState, xs):
+        key, ep = xs
+        k_head, k_reset, k_steps = jax.random.split(key, 3)
+        agent = begin_episode(k_head, agent, config)
+        _, env_state = env.reset_env(k_reset, env_params)
+
+        def step(carry, xs_t):
+            key_t, t = xs_t
+            agent, env_state = carry
+            k_act, k_env, k_upd = jax.random.split(key_t, 3)
+            cell = deep_sea.cell_index(env_state, size)
+            a = act(k_act, agent, cell, config)
+            _, env_state, r, done, _ = env.step_env(k_env, env_state, a, env_params)
+            next_cell = deep_sea.cell_index(env_state, size)
+            agent, sigma = update(
+                k_upd,
+                agent,
+                cell,
+                a,
+                r,
+                1.0 - done.astype(jnp.float32),
+                next_cell,
+                config,
+                env_step=ep * size + t + 1,  # not batched over seeds: real lax.cond
+            )
+            return (agent, env_state), (r, sigma)
+
+        (agent, env_state), (r, sigma) = jax.lax.scan(
+            step, (agent, env_state), (jax.random.split(k_steps, size), jnp.arange(size))
+        )
+        out = {
+            "return": r.sum(),
+            "bad": env_state.bad_episode.astype(jnp.float32),
+            "success": (env_state.denoised_return > 0).astype(jnp.float32),
+            "sigma": sigma.mean(),
+        }
+        return agent, out
+
+    def train(key: jax.Array) -> dict[str, jax.Array]:
+        k_init, k_run = jax.random.split(key)
+        agent = init(k_init, config, num_cells, 2)
+        xs = (jax.random.split(k_run, int(num_episodes)), jnp.arange(int(num_episodes)))
+        _, out = jax.lax.scan(episode, agent, xs)
+        return out
+
+    return train

@@ -1,0 +1,51 @@
+"""Helpers shared by the lab's CLI tests (imported through conftest's sys.path entry)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["METALAB_PLUGINS"] = "fake_experiments"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    return env
+
+
+def metalab(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "metalab.lab.cli", *args],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def rows(store: Path, experiment: str) -> list[tuple]:
+    con = sqlite3.connect(store)
+    try:
+        return con.execute(
+            "SELECT seed, finished_at FROM results WHERE experiment=? ORDER BY seed", (experiment,)
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def group(db: Path) -> tuple[str, str]:
+    """(config_hash, code_version) of the first stored row."""
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT config_hash, code_version FROM results LIMIT 1").fetchone()
+    finally:
+        con.close()
