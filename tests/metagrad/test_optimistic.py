@@ -82,8 +82,7 @@ def test_momentum_is_a_special_case_of_meta_gradients(quad):
         hb.append(x - beta * jax.grad(f)(x) + rho * (x - xp))
     np.testing.assert_allclose(xs, jnp.stack(hb), rtol=1e-4, atol=1e-5)
     tr = opt.heavy_ball(f, quad.x0, quad.f_star, beta, rho, t - 1)
-    np.testing.assert_allclose(tr.subopt, jax.vmap(f)(xs[1:]) - quad.f_star, rtol=1e-3,
-                               atol=1e-5)
+    np.testing.assert_allclose(tr.subopt, jax.vmap(f)(xs[1:]) - quad.f_star, rtol=1e-3, atol=1e-5)
 
 
 def test_nesterov_beats_gd_on_ill_conditioned_quadratic():
@@ -96,8 +95,11 @@ def test_nesterov_beats_gd_on_ill_conditioned_quadratic():
 
 def test_meta_learned_runs_under_jit_and_vmap(quad):
     f = partial(problems.quadratic_value, quad)
-    run = jax.jit(jax.vmap(lambda lr: opt.meta_learned(f, quad.x0, quad.f_star, quad.L, 50, lr,
-                                                       bootstrap_steps=2)))
+    run = jax.jit(
+        jax.vmap(
+            lambda lr: opt.meta_learned(f, quad.x0, quad.f_star, quad.L, 50, lr, bootstrap_steps=2)
+        )
+    )
     tr = run(jnp.array([0.01, 0.1]))
     assert tr.subopt.shape == (2, 51) and tr.momentum.shape == (2, 50)
     assert bool(jnp.all(jnp.isfinite(tr.subopt)))

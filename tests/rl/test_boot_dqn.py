@@ -182,5 +182,6 @@ def test_train_learns_small_deep_sea_under_vmap():
     assert out["success"].shape == (2, 120)
     for k in ("return", "bad", "success", "sigma"):
         assert np.all(np.isfinite(np.asarray(out[k])))
-    # random play would succeed ~120/32 ~ 4 times; learning makes the last 40 mostly successes
-    assert float(out["success"][:, -40:].mean()) > 0.5
+    # random play succeeds 1/32 of the time; learning makes the last 20 mostly successes
+    assert float(out["success"][:, :20].mean()) < 0.1
+    assert float(out["success"][:, -20:].mean()) > 0.5

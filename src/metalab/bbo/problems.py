@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from evosax.problems.bbob.bbob_fns import bbob_fns
 from evosax.problems.bbob.bbob_noise import NoiseModel, NoiseParams
 
@@ -200,3 +201,64 @@ def rollout(
 
     _, (gen_best, best) = jax.lax.scan(step, (state, best0), jax.random.split(k_loop, generations))
     return Rollout(gen_best, best)
+
+
+def lockstep_rollouts(
+    entries: list[tuple[Any, Any]],
+    fitness_fn: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
+    key: jax.Array,
+    mean0: jax.Array,
+    sigma0: jax.Array,
+    generations: int,
+) -> list[Rollout]:
+    """Run several optimisers side by side with **one** fitness call per generation.
+
+    All populations of a generation are concatenated and evaluated together, so the (large)
+    objective, e.g. a ``lax.switch`` over BBOB functions, appears once in the compiled program
+    instead of once per optimiser. Every optimiser gets its own ask/tell keys; the evaluation
+    key is shared (noise still differs per member). Same contract as :func:`rollout`.
+    """
+    n_opt = len(entries)
+    sizes = [algo.population_size for algo, _ in entries]
+    cuts = list(np.cumsum(sizes)[:-1])
+    k_init, k_loop = jax.random.split(key)
+    k_inits = jax.random.split(k_init, n_opt + 1)
+    # initial populations for population-based methods (evaluated in one call)
+    x0s = [
+        mean0 + sigma0 * jax.random.normal(jax.random.fold_in(k_inits[i], 0), (n, mean0.shape[0]))
+        for i, n in enumerate(sizes)
+    ]
+    f0, r0 = fitness_fn(jnp.concatenate(x0s), k_inits[-1])
+    f0s, r0s = jnp.split(f0, cuts), jnp.split(r0, cuts)
+    states, best0 = [], []
+    for i, (algo, params) in enumerate(entries):
+        if is_population_based(algo):
+            states.append(algo.init(k_inits[i], x0s[i], f0s[i], params))
+            best0.append(jnp.min(r0s[i]))
+        else:
+            states.append(algo.init(k_inits[i], mean0, params))
+            best0.append(jnp.asarray(jnp.inf, jnp.float32))
+
+    def step(carry, k):
+        states, best = carry
+        ks = jax.random.split(k, 2 * n_opt + 1)
+        xs, new_states = [], []
+        for i, (algo, params) in enumerate(entries):
+            x, s = algo.ask(ks[2 * i], states[i], params)
+            xs.append(x)
+            new_states.append(s)
+        f, r = fitness_fn(jnp.concatenate(xs), ks[-1])
+        f = jnp.nan_to_num(f, nan=1e30, posinf=1e30, neginf=-1e30)
+        fs, rs = jnp.split(f, cuts), jnp.split(r, cuts)
+        out_states, out_best, gen_best = [], [], []
+        for i, (algo, params) in enumerate(entries):
+            s, _ = algo.tell(ks[2 * i + 1], xs[i], fs[i], new_states[i], params)
+            out_states.append(s)
+            out_best.append(jnp.minimum(best[i], jnp.min(rs[i])))
+            gen_best.append(jnp.min(fs[i]))
+        return (out_states, out_best), (jnp.stack(gen_best), jnp.stack(out_best))
+
+    _, (gen_best, best) = jax.lax.scan(
+        step, (states, best0), jax.random.split(k_loop, generations)
+    )
+    return [Rollout(gen_best[:, i], best[:, i]) for i in range(n_opt)]

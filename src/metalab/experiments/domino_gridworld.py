@@ -45,7 +45,7 @@ class DominoGridConfig:
     )
     steps: int = param(2000, "policy improvement steps", lo=1)
     policy_lr: float = param(1.0, "natural policy gradient step size", lo=0.0)
-    multiplier_lr: float = param(1.0, "multiplier (mu) step size", lo=0.0)
+    multiplier_lr: float = param(0.1, "Adam step size of the multiplier logit mu", lo=0.0)
     init_scale: float = param(1.0, "std of the random initial logits", lo=0.0)
     fixed_lambdas: tuple[float, ...] = param(
         (0.5, 0.9, 0.99), "extrinsic weights of the fixed-mixing baselines", lo=0.0, hi=1.0

@@ -56,8 +56,10 @@ class OptimisticMGConfig:
         (0.003, 0.01, 0.03, 0.1), "grid of Adam meta-learning rates for MG and BMG", lo=1e-6, hi=1.0
     )
     bootstrap_steps: int = param(
-        2, "BMG target: L-1 look-ahead updates then one gradient step (L >= 2 is optimistic)",
-        lo=1, hi=50,
+        2,
+        "BMG target: L-1 look-ahead updates then one gradient step (L >= 2 is optimistic)",
+        lo=1,
+        hi=50,
     )
     logistic: bool = param(True, "include logistic regression on breast-cancer data")
     logistic_reg: float = param(1e-3, "L2 weight of the logistic regression", lo=1e-8, hi=10.0)
@@ -76,8 +78,9 @@ def _instances(keys, cfg: OptimisticMGConfig):
     if cfg.logistic:
         feats, labels = map(jnp.asarray, problems.breast_cancer())
         logi = jax.vmap(
-            lambda k: problems.logistic_problem(jax.random.fold_in(k, 10_000), feats, labels,
-                                                cfg.logistic_reg)
+            lambda k: problems.logistic_problem(
+                jax.random.fold_in(k, 10_000), feats, labels, cfg.logistic_reg
+            )
         )(jnp.stack(keys))
     return quads, logi
 
@@ -93,9 +96,9 @@ def _fixed_methods(cfg, value_fn, probs) -> opt.Trace:
         lrs = jnp.stack([1.0 / p.L, hb_lr, 1.0 / p.L])
         betas = jnp.stack([zero, jnp.full(steps, hb_beta), nest])
         gammas = jnp.stack([zero, zero, nest])
-        return jax.vmap(
-            lambda lr, b, c: opt.momentum_family(f, p.x0, p.f_star, lr, b, c, steps)
-        )(lrs, betas, gammas)
+        return jax.vmap(lambda lr, b, c: opt.momentum_family(f, p.x0, p.f_star, lr, b, c, steps))(
+            lrs, betas, gammas
+        )
 
     return jax.vmap(one)(probs)
 
@@ -108,8 +111,16 @@ def _meta_methods(cfg, value_fn, probs) -> opt.Trace:
         f = partial(value_fn, p)
 
         def run_one(use_target, meta_lr):
-            return opt.meta_learned(f, p.x0, p.f_star, p.L, cfg.steps, meta_lr,
-                                    bootstrap_steps=cfg.bootstrap_steps, use_target=use_target)
+            return opt.meta_learned(
+                f,
+                p.x0,
+                p.f_star,
+                p.L,
+                cfg.steps,
+                meta_lr,
+                bootstrap_steps=cfg.bootstrap_steps,
+                use_target=use_target,
+            )
 
         return jax.vmap(lambda u: jax.vmap(lambda lr: run_one(u, lr))(grid))(
             jnp.array([False, True])
@@ -145,8 +156,10 @@ def run(cfg: OptimisticMGConfig, key: jax.Array) -> dict[str, jnp.ndarray]:
     scores = jnp.median(_tuning_score(meta_tune.subopt, meta_tune.diverged), axis=0)  # (2, G)
     best = jnp.argmin(scores, axis=-1)
     grid = jnp.asarray(cfg.meta_lrs)
-    traces = {name: jax.tree.map(lambda a, j=j: a[:, j], fixed_eval)
-              for j, name in enumerate(("gd", "heavy_ball", "nesterov"))}
+    traces = {
+        name: jax.tree.map(lambda a, j=j: a[:, j], fixed_eval)
+        for j, name in enumerate(("gd", "heavy_ball", "nesterov"))
+    }
     for j, name in enumerate(("mg", "bmg")):
         traces[name] = jax.tree.map(lambda a, j=j: a[:, j, best[j]], meta_eval)
     out: dict[str, jnp.ndarray] = {}
@@ -180,28 +193,48 @@ def verdict(ms, cfg: OptimisticMGConfig) -> Verdict:
     log_ratio = np.log(t["gd"]) - np.log(t["mg"])
     w = stats.wilcoxon(log_ratio, alternative="greater")
     speedup = float(np.exp(np.median(log_ratio)))
-    checks.append(Check(
-        "meta-learned rule beats GD", "median speed-up T_GD/T_MG", speedup,
-        passed=bool(w.p_value < 0.05 and speedup > 1.0), threshold="Wilcoxon p < 0.05 and > 1",
-        p_value=w.p_value, effect_size=w.effect_size, test="Wilcoxon signed-rank, one-sided",
-    ))
+    checks.append(
+        Check(
+            "meta-learned rule beats GD",
+            "median speed-up T_GD/T_MG",
+            speedup,
+            passed=bool(w.p_value < 0.05 and speedup > 1.0),
+            threshold="Wilcoxon p < 0.05 and > 1",
+            p_value=w.p_value,
+            effect_size=w.effect_size,
+            test="Wilcoxon signed-rank, one-sided",
+        )
+    )
     # a2: the learned rule behaves like momentum.
     mom = np.array([float(m["final_momentum/mg"]) for m in ms])
     mu, lo, hi = stats.mean_ci(mom)
-    checks.append(Check(
-        "learned rule behaves like momentum", "mean learned momentum (MG)", mu,
-        passed=bool(lo > 0.5), threshold="95% CI lower bound > 0.5 (starts at 0.05)",
-        ci=(lo, hi), test="Student-t CI over seeds",
-    ))
+    checks.append(
+        Check(
+            "learned rule behaves like momentum",
+            "mean learned momentum (MG)",
+            mu,
+            passed=bool(lo > 0.5),
+            threshold="95% CI lower bound > 0.5 (starts at 0.05)",
+            ci=(lo, hi),
+            test="Student-t CI over seeds",
+        )
+    )
     # b1: optimism (BMG look-ahead) beats the non-optimistic meta-gradient.
     log_ratio_b = np.log(t["mg"]) - np.log(t["bmg"])
     wb = stats.wilcoxon(log_ratio_b, alternative="greater")
     sp_b = float(np.exp(np.median(log_ratio_b)))
-    checks.append(Check(
-        "optimistic BMG beats MG", "median speed-up T_MG/T_BMG", sp_b,
-        passed=bool(wb.p_value < 0.05 and sp_b > 1.0), threshold="Wilcoxon p < 0.05 and > 1",
-        p_value=wb.p_value, effect_size=wb.effect_size, test="Wilcoxon signed-rank, one-sided",
-    ))
+    checks.append(
+        Check(
+            "optimistic BMG beats MG",
+            "median speed-up T_MG/T_BMG",
+            sp_b,
+            passed=bool(wb.p_value < 0.05 and sp_b > 1.0),
+            threshold="Wilcoxon p < 0.05 and > 1",
+            p_value=wb.p_value,
+            effect_size=wb.effect_size,
+            test="Wilcoxon signed-rank, one-sided",
+        )
+    )
     # b2: BMG's scaling exponent approaches the accelerated one.
     kappas = np.asarray(cfg.conditions, dtype=np.float64)
     nq = len(kappas)
@@ -213,13 +246,19 @@ def verdict(ms, cfg: OptimisticMGConfig) -> Verdict:
     gap = slopes["bmg"] - 0.5 * (slopes["gd"] + slopes["nesterov"])
     if nq >= 3:
         tb = stats.one_sample_t(gap, 0.0, alternative="less")
-        checks.append(Check(
-            "BMG approaches the accelerated rate",
-            "exponent s_BMG - (s_GD + s_Nesterov)/2", float(gap.mean()),
-            passed=bool(tb.p_value < 0.05 and gap.mean() < 0), threshold="one-sided p < 0.05",
-            p_value=tb.p_value, effect_size=tb.effect_size, ci=stats.mean_ci(gap)[1:],
-            test="one-sample t-test over seeds",
-        ))
+        checks.append(
+            Check(
+                "BMG approaches the accelerated rate",
+                "exponent s_BMG - (s_GD + s_Nesterov)/2",
+                float(gap.mean()),
+                passed=bool(tb.p_value < 0.05 and gap.mean() < 0),
+                threshold="one-sided p < 0.05",
+                p_value=tb.p_value,
+                effect_size=tb.effect_size,
+                ci=stats.mean_ci(gap)[1:],
+                test="one-sample t-test over seeds",
+            )
+        )
     s_txt = ", ".join(f"{k} {v.mean():.2f}" for k, v in slopes.items())
     notes = (
         f"Scaling exponents s in T ~ kappa^s (mean over seeds): {s_txt}. "
@@ -256,11 +295,16 @@ EXPERIMENT = Experiment(
     ),
     config_cls=OptimisticMGConfig,
     presets={
-        "smoke": OptimisticMGConfig(dim=8, conditions=(10.0, 100.0, 1000.0), steps=200,
-                                    meta_lrs=(0.01, 0.1), tol=1e-2),
+        "smoke": OptimisticMGConfig(
+            dim=8, conditions=(10.0, 100.0, 1000.0), steps=200, meta_lrs=(0.01, 0.1), tol=1e-2
+        ),
         "quick": _QUICK,
-        "full": OptimisticMGConfig(dim=200, conditions=(10.0, 31.6, 100.0, 316.0, 1000.0, 3162.0),
-                                   steps=20000, meta_lrs=(0.001, 0.003, 0.01, 0.03, 0.1)),
+        "full": OptimisticMGConfig(
+            dim=200,
+            conditions=(10.0, 31.6, 100.0, 316.0, 1000.0, 3162.0),
+            steps=20000,
+            meta_lrs=(0.001, 0.003, 0.01, 0.03, 0.1),
+        ),
     },
     seeds={"smoke": 2, "quick": 8, "full": 20},
     run=run,

@@ -14,6 +14,16 @@ non-finite metrics (reported, not stored); 1 an experiment raised an error.
 
 from __future__ import annotations
 
+import os
+
+# XLA's multi-threaded Eigen pool on CPU can wedge (all threads parked, no progress) when a
+# program runs many vmapped while-loops, which is what vmapped seeds of lax.scan training loops
+# are; single-threaded Eigen avoids it at a small cost. Must be set before jax is imported.
+if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    ).strip()
+
 import argparse
 import sys
 import time

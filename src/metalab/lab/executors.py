@@ -124,7 +124,7 @@ def run_ray(
             "the ray executor needs the 'ray' extra: pip install 'metalab[ray]'"
         ) from e
     if not ray.is_initialized():
-        env = {"env_vars": {"METALAB_PLUGINS": os.environ.get("METALAB_PLUGINS", "")}}
+        env = {"env_vars": {k: os.environ.get(k, "") for k in ("METALAB_PLUGINS", "XLA_FLAGS")}}
         if address:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:

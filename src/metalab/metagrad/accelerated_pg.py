@@ -21,9 +21,11 @@ advantage (:mod:`metalab.rl.envs.garnet`). The objective :math:`J(\pi)=\rho^\top
   .. math::
      \ell_t(\beta) = \sum_s d^{\pi_{z_t}}_\rho(s)\,
         \mathrm{KL}\big(\pi_{\mathrm{sg}(z_{t+1})}(\cdot|s)\,\Vert\,\pi_{y_t(\beta)}(\cdot|s)\big),
-     \qquad \beta_{t+1} = \mathrm{clip}\big(\beta_t - \mu\,\partial_\beta \ell_t, 0, \beta_{\max}\big),
+     \qquad \beta_{t+1} = \mathrm{clip}\big(\beta_t - \mu\,g_t/(\sqrt{v_t}+10^{-12}),
+        0, \beta_{\max}\big),
 
-  i.e. the prediction is pulled towards where the policy actually went: :math:`\beta` grows while
+  with :math:`g_t = \partial_\beta \ell_t` and :math:`v_t` a running mean (rate 0.1) of
+  :math:`g_t^2` (an RMSProp meta-step: the raw gradient vanishes as the policy converges), i.e. the prediction is pulled towards where the policy actually went: :math:`\beta` grows while
   successive steps agree and shrinks after an overshoot.
 
 ``solve(mdp, method, ...)`` runs ``num_iters`` iterations in one ``lax.scan`` and returns the
@@ -45,12 +47,14 @@ METHODS = ("pg", "npg", "optimistic-naive", "optimistic", "adaptive")
 
 
 class PGState(NamedTuple):
-    """``z``: logits [S, A]; ``z_prev``: previous logits; ``adv_prev``: previous advantage; ``beta``."""
+    """``z``: logits [S, A]; ``z_prev``: previous logits; ``adv_prev``: previous advantage;
+    ``beta``: prediction coefficient; ``beta_v``: running mean of squared meta-gradients."""
 
     z: jnp.ndarray
     z_prev: jnp.ndarray
     adv_prev: jnp.ndarray
     beta: jnp.ndarray
+    beta_v: jnp.ndarray
 
 
 def advantage(mdp: GarnetMDP, z: jnp.ndarray) -> jnp.ndarray:
@@ -99,8 +103,10 @@ def step(
         if method == "adaptive":
             w = discounted_visitation(mdp, jax.nn.softmax(z, -1))
             g = jax.grad(prediction_loss)(state.beta, z, state.z_prev, z_next, w)
-            beta = jnp.clip(state.beta - meta_lr * g, 0.0, beta_max)
-        return PGState(z=z_next, z_prev=z, adv_prev=state.adv_prev, beta=beta)
+            v = state.beta_v + 0.1 * (g * g - state.beta_v)
+            beta = jnp.clip(state.beta - meta_lr * g / (jnp.sqrt(v) + 1e-12), 0.0, beta_max)
+            return PGState(z=z_next, z_prev=z, adv_prev=state.adv_prev, beta=beta, beta_v=v)
+        return state._replace(z=z_next, z_prev=z)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
@@ -127,7 +133,7 @@ def solve(
         raise ValueError(f"beta must be in [0, beta_max={beta_max}], got {beta}")
     S, A = mdp.R.shape
     z0 = jnp.zeros((S, A))
-    s0 = PGState(z=z0, z_prev=z0, adv_prev=advantage(mdp, z0), beta=jnp.asarray(beta, jnp.float32))
+    s0 = PGState(z=z0, z_prev=z0, adv_prev=advantage(mdp, z0), beta=jnp.asarray(beta, jnp.float32), beta_v=jnp.zeros(()))
 
     def body(s, _):
         s2 = step(mdp, s, method, lr, meta_lr, beta_max)

@@ -91,9 +91,7 @@ def _guard(f_star, f0):
     return ok
 
 
-def momentum_family(
-    f: Objective, x0: jnp.ndarray, f_star, lr, beta, gamma, steps: int
-) -> Trace:
+def momentum_family(f: Objective, x0: jnp.ndarray, f_star, lr, beta, gamma, steps: int) -> Trace:
     r"""One compiled form for GD, heavy ball and Nesterov (minimise ``f``).
 
     .. math:: y_t = x_t + \gamma_t (x_t - x_{t-1}), \quad
@@ -164,8 +162,14 @@ class MetaLearnerState(NamedTuple):
 
 
 def meta_gradient(
-    f: Objective, w: RuleParams, x: jnp.ndarray, x_prev: jnp.ndarray, L, bootstrap_steps: int,
-    target_lr=None, use_target=True,
+    f: Objective,
+    w: RuleParams,
+    x: jnp.ndarray,
+    x_prev: jnp.ndarray,
+    L,
+    bootstrap_steps: int,
+    target_lr=None,
+    use_target=True,
 ) -> RuleParams:
     """The meta-gradient of the one-step rule at ``w``.
 
@@ -255,11 +259,17 @@ def meta_learned(
         dead = s.dead | ~ok(fx) | ~jnp.all(jnp.isfinite(jnp.stack(list(w_new))))
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(dead, b, a), new, old)
         nxt = MetaLearnerState(
-            keep(x_new, s.x), keep(s.x, s.x_prev), keep(w_new, s.w),
-            keep(opt_state, s.opt_state), dead,
+            keep(x_new, s.x),
+            keep(s.x, s.x_prev),
+            keep(w_new, s.w),
+            keep(opt_state, s.opt_state),
+            dead,
         )
-        rec = (jnp.where(dead, f(s.x), fx) - f_star, jnp.exp(s.w.log_lr),
-               jax.nn.sigmoid(s.w.momentum_logit))
+        rec = (
+            jnp.where(dead, f(s.x), fx) - f_star,
+            jnp.exp(s.w.log_lr),
+            jax.nn.sigmoid(s.w.momentum_logit),
+        )
         return nxt, rec
 
     s0 = MetaLearnerState(x0, x0, w0, opt.init(w0), jnp.asarray(False))

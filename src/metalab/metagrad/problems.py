@@ -102,8 +102,15 @@ def logistic_problem(
     rows = jax.random.permutation(kr, n)[:m]
     A, labels = features[rows], labels[rows]
     L = jnp.linalg.eigvalsh(A.T @ A / m)[-1] / 4.0 + reg
-    p = ConvexProblem(A, labels, jnp.asarray(reg), L, jnp.asarray(reg), jnp.asarray(0.0),
-                      0.1 * jax.random.normal(kx, (d,)))
+    p = ConvexProblem(
+        A,
+        labels,
+        jnp.asarray(reg),
+        L,
+        jnp.asarray(reg),
+        jnp.asarray(0.0),
+        0.1 * jax.random.normal(kx, (d,)),
+    )
 
     def newton(x, _):
         g = jax.grad(lambda z: logistic_value(p, z))(x)

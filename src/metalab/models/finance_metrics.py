@@ -35,8 +35,9 @@ def sharpe_ratio(r: Array, valid: Array | None = None, annualization: float = 25
     n = m.sum()
     mu = (m * r).sum() / jnp.maximum(n, 1.0)
     var = (m * (r - mu) ** 2).sum() / jnp.maximum(n - 1.0, 1.0)
-    sd = jnp.sqrt(var)
-    return jnp.where(sd > 0, mu / jnp.where(sd > 0, sd, 1.0), 0.0) * jnp.sqrt(annualization)
+    pos = var > 0
+    sd = jnp.sqrt(jnp.where(pos, var, 1.0))  # double where: finite gradients at zero variance
+    return jnp.where(pos, mu / sd, 0.0) * jnp.sqrt(annualization)
 
 
 def max_drawdown(r: Array, valid: Array | None = None) -> Array:

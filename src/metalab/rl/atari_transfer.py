@@ -49,9 +49,9 @@ from metalab.rl.atari.env import AtariVariantEnv, VariantBatch, downsample, load
 from metalab.rl.atari.train import (
     ReplayBuffer,
     TrainBudget,
+    _seed,
     broadcast_state,
     evaluate_variants,
-    _seed,
     init_agents,
     train_variants,
     unstack_state,

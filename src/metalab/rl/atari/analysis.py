@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +66,9 @@ def factor_anova(df, response: str, factors: list[str], order: int = 2, typ: int
     used = [f for f in factors if df[f].nunique() > 1]
     if not used:
         raise ValueError("no factor takes more than one level; nothing to analyse")
-    table = anova(df, anova_formula(response, used, order), typ=typ)
+    with warnings.catch_warnings():  # zero-variance cells make statsmodels warn; NaN p stays
+        warnings.simplefilter("ignore")
+        table = anova(df, anova_formula(response, used, order), typ=typ)
     table["order"] = [0 if i == "Residual" else i.count(":") + 1 for i in table.index]
     table["p_holm"] = np.nan
     for o in sorted(set(table["order"]) - {0}):

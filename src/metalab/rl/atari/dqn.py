@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 import rlax
 
-NETWORKS = ("small", "nature")
+NETWORKS = ("small", "nature", "mlp")
 
 
 class QNetwork(nn.Module):
@@ -41,6 +41,7 @@ class QNetwork(nn.Module):
 
     ``kind="nature"``: the DQN Nature torso (32x8x8/4, 64x4x4/2, 64x3x3/1, 512).
     ``kind="small"``: a cheaper torso for downsampled frames (16x8x8/4, 32x4x4/2, 128).
+    ``kind="mlp"``: flatten, one hidden layer of 64 (for tests and smoke runs).
     Returns ``Q(x, .)`` of shape ``(num_actions,)`` (or batched with leading dims).
     """
 
@@ -50,6 +51,9 @@ class QNetwork(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
         x = jnp.moveaxis(obs.astype(jnp.float32) / 255.0, -3, -1)  # (..., H, W, stack)
+        if self.kind == "mlp":
+            x = x.reshape(*x.shape[:-3], -1)
+            return nn.Dense(self.num_actions)(nn.relu(nn.Dense(64)(x)))
         if self.kind == "nature":
             convs, hidden = ((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512
         else:
@@ -67,7 +71,7 @@ class DQNConfig:
 
     Attributes:
       num_actions: size of the (minimal) action set.
-      network: ``"small"`` or ``"nature"`` (see :class:`QNetwork`).
+      network: ``"small"``, ``"nature"`` or ``"mlp"`` (see :class:`QNetwork`).
       learning_rate: Adam step size.
       adam_eps: Adam epsilon (1.5e-4 as in Rainbow).
       gamma: discount per agent step.

@@ -1,0 +1,169 @@
+"""Identities of the gradient-based meta-learners (closed forms, finite differences)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metalab.metalearn import leap, maml, reptile, warpgrad
+from metalab.metalearn.adapt import LeapOptions, adapt, leap_increment
+from metalab.metalearn.nets import (
+    batch_loss,
+    mlp_apply,
+    mlp_init,
+    mse,
+    warped_apply,
+    warped_init,
+)
+from metalab.metalearn.tasks import sample_tasks, sinusoid_task
+
+
+def _loss(params, batch):
+    x, y = batch
+    return batch_loss(mse, mlp_apply(params, x), y)
+
+
+def _tiny(dtype=jnp.float32, n_tasks=3, n=6):
+    params = mlp_init(jax.random.PRNGKey(1), (1, 8, 1), dtype)
+    tasks = sample_tasks(lambda k: sinusoid_task(k, n, n), jax.random.PRNGKey(2), n_tasks)
+    tasks = jax.tree.map(lambda a: a.astype(dtype), tasks)
+    return params, tasks
+
+
+def test_leap_without_loss_and_norm_is_reptile():
+    with jax.enable_x64(True):
+        params, tasks = _tiny(jnp.float64)
+        kw = dict(loss_fn=_loss, inner_lr=0.02, num_steps=7)
+        _, g_leap = leap.leap_meta_grad(
+            params, tasks, options=LeapOptions(use_loss=False, normalise=False), **kw
+        )
+        _, g_rep = reptile.reptile_meta_grad(params, tasks, **kw)
+        for a, b in zip(jax.tree.leaves(g_leap), jax.tree.leaves(g_rep), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        # ... and the default Leap (loss term + normalisation) is a different direction
+        _, g_full = leap.leap_meta_grad(params, tasks, **kw)
+        diff = sum(
+            float(jnp.sum((a - b) ** 2))
+            for a, b in zip(jax.tree.leaves(g_full), jax.tree.leaves(g_rep), strict=True)
+        )
+        assert diff > 1e-6
+
+
+def test_leap_increment_closed_form_on_a_quadratic():
+    # f(theta) = 0.5 * |theta|^2, one SGD step: theta1 = (1 - a) theta0.
+    with jax.enable_x64(True):
+        th0 = jnp.array([1.0, -2.0, 0.5])
+        a = 0.3
+        th1 = (1 - a) * th0
+        f0, f1 = 0.5 * th0 @ th0, 0.5 * th1 @ th1
+        dth, df = th1 - th0, f1 - f0
+        expect = -(dth + df * th0) / np.sqrt(dth @ dth + df**2)
+        got = leap_increment(th0, th1, th0, f0, f1, LeapOptions(True, True, False))
+        np.testing.assert_allclose(got, expect, rtol=1e-12)
+        # stabiliser: df < 0 here, so it changes nothing; with an increase it flips the sign
+        got_s = leap_increment(th0, th1, th0, f0, f1, LeapOptions(True, True, True))
+        np.testing.assert_allclose(got_s, expect, rtol=1e-12)
+        up = leap_increment(th1, th0, th1, f1, f0, LeapOptions(True, False, True))
+        np.testing.assert_allclose(up, -((th0 - th1) - abs(f0 - f1) * th1), rtol=1e-12)
+
+
+def test_maml_meta_gradient_matches_finite_differences():
+    with jax.enable_x64(True):
+        params, tasks = _tiny(jnp.float64, n_tasks=2, n=5)
+
+        # tanh net (smooth) so that central differences are accurate
+        def loss(p, b):
+            x, y = b
+            h = jnp.tanh(x @ p[0]["w"] + p[0]["b"])
+            return jnp.mean(jnp.sum((h @ p[1]["w"] + p[1]["b"] - y) ** 2, -1))
+
+        kw = dict(loss_fn=loss, inner_lr=0.05, num_steps=3)
+        f = lambda p: maml.maml_meta_grad(p, tasks, **kw)[0]
+        _, g = maml.maml_meta_grad(params, tasks, **kw)
+        flat, unravel = jax.flatten_util.ravel_pytree(params)
+        gflat = jax.flatten_util.ravel_pytree(g)[0]
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            v = jnp.asarray(rng.normal(size=flat.shape))
+            eps = 1e-5
+            fd = (f(unravel(flat + eps * v)) - f(unravel(flat - eps * v))) / (2 * eps)
+            np.testing.assert_allclose(float(gflat @ v), float(fd), rtol=1e-6)
+        # first-order MAML drops the Hessian terms: a different gradient, equal to the plain
+        # gradient of the query loss at the adapted parameters
+        _, g_fo = maml.maml_meta_grad(params, tasks, first_order=True, **kw)
+
+        def fo_ref(t):
+            res = adapt(loss, params, t.support, inner_lr=0.05, num_steps=3)
+            return jax.grad(loss)(res.params, t.query)
+
+        ref = jax.tree.map(lambda a: a.mean(0), jax.vmap(fo_ref)(tasks))
+        for a, b in zip(jax.tree.leaves(g_fo), jax.tree.leaves(ref), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10)
+        assert not np.allclose(jax.flatten_util.ravel_pytree(g_fo)[0], gflat, rtol=1e-3)
+
+
+def test_linear_warp_is_preconditioned_gradient_descent():
+    # z = (x W + b) V + c: effective map M = W V, offset m = b V + c. SGD on (W, b) through a
+    # fixed warp V gives M <- M - a * grad_M L @ V^T V (and likewise for m): in column
+    # convention z = P (W^T x) with P = V^T, the preconditioner is P P^T = V^T V.
+    with jax.enable_x64(True):
+        key = jax.random.PRNGKey(3)
+        task, warp = warped_init(key, (4, 3), warp_output=True, dtype=jnp.float64)
+        v = jax.random.normal(jax.random.PRNGKey(4), (3, 3), jnp.float64)
+        warp = ({"w": v, "b": jnp.array([0.1, -0.2, 0.3])},)
+        x = jax.random.normal(jax.random.PRNGKey(5), (7, 4), jnp.float64)
+        y = jax.random.normal(jax.random.PRNGKey(6), (7, 3), jnp.float64)
+        lr = 0.01
+        loss = lambda t, b: batch_loss(mse, warped_apply(t, warp, b[0]), b[1])
+        res = adapt(loss, task, (x, y), inner_lr=lr, num_steps=5)
+        m = task[0]["w"] @ v
+        off = task[0]["b"] @ v + warp[0]["b"]
+        pre = v.T @ v
+        for _ in range(5):
+            gm, go = jax.grad(lambda mm, oo: batch_loss(mse, x @ mm + oo, y), (0, 1))(m, off)
+            m, off = m - lr * gm @ pre, off - lr * go @ pre
+        np.testing.assert_allclose(res.params[0]["w"] @ v, m, rtol=1e-10)
+        np.testing.assert_allclose(res.params[0]["b"] @ v + warp[0]["b"], off, rtol=1e-10)
+
+
+def test_identity_warp_equals_plain_mlp():
+    task, warp = warped_init(jax.random.PRNGKey(0), (3, 5, 5, 2))
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+    np.testing.assert_allclose(warped_apply(task, warp, x), mlp_apply(task, x), rtol=1e-6)
+
+
+def test_snapshots_match_the_trajectory():
+    params, tasks = _tiny()
+    t0 = jax.tree.map(lambda a: a[0], tasks)
+    res = adapt(_loss, params, t0.support, inner_lr=0.05, num_steps=9, num_snapshots=4)
+    # reference trajectory with a Python loop
+    traj, p = [], params
+    for _ in range(9):
+        traj.append(p)
+        g = jax.grad(_loss)(p, t0.support)
+        p = jax.tree.map(lambda a, b: a - 0.05 * b, p, g)
+    for slot, step in enumerate([0, 3, 5, 8]):
+        for a, b in zip(jax.tree.leaves(res.snapshots), jax.tree.leaves(traj[step]), strict=True):
+            np.testing.assert_allclose(a[slot], b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(res.params), jax.tree.leaves(p), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_warp_objective_gradient_matches_one_step_definition():
+    with jax.enable_x64(True):
+        task, warp = warped_init(jax.random.PRNGKey(0), (1, 6, 1), dtype=jnp.float64)
+        _, tasks = _tiny(jnp.float64, n_tasks=2)
+        loss = lambda t, w, b: batch_loss(mse, warped_apply(t, w, b[0]), b[1])
+        snaps = jax.tree.map(lambda a: jnp.stack([a, 1.1 * a]), task)
+        val = warpgrad.warp_objective(warp, snaps, tasks, warp_loss_fn=loss, inner_lr=0.1)
+        ref = []
+        for i in range(2):
+            th = jax.tree.map(lambda a, i=i: a[i], snaps)
+            ti = jax.tree.map(lambda a, i=i: a[i], tasks)
+            g = jax.grad(loss)(th, warp, ti.support)
+            ref.append(loss(jax.tree.map(lambda p, q: p - 0.1 * q, th, g), warp, ti.query))
+        np.testing.assert_allclose(val, np.mean(ref), rtol=1e-12)
+        gw = jax.grad(warpgrad.warp_objective)(warp, snaps, tasks, warp_loss_fn=loss, inner_lr=0.1)
+        assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(gw))
+        assert float(jnp.abs(gw[0]["w"]).sum()) > 0

@@ -1,0 +1,210 @@
+"""Atari-curricula transfer analysis: ANOVA, transfer ratios, sign tests, the DQN update."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from metalab.rl.atari.analysis import (
+    anova_formula,
+    factor_anova,
+    majority_sign_test,
+    normalised_score,
+    strongest_term,
+    transfer_ratio,
+)
+from metalab.rl.atari.dqn import Batch, DQNConfig, make_agent, n_step_targets
+from metalab.rl.atari.train import ReplayBuffer, TrainBudget
+from metalab.rl.atari_transfer import map_runs
+
+
+def _design(effect_a: float, effect_ab: float, reps: int = 6, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a in (0, 1):
+        for b in (0, 1):
+            for c in (0, 1):
+                for _ in range(reps):
+                    y = effect_a * a + effect_ab * a * b + rng.normal()
+                    rows.append({"a": a, "b": b, "c": c, "y": y})
+    return pd.DataFrame(rows)
+
+
+def test_anova_formula():
+    assert anova_formula("y", ["a", "b"], 2) == "y ~ C(a) + C(b) + C(a):C(b)"
+    assert anova_formula("y", ["a", "b", "c"], 1) == "y ~ C(a) + C(b) + C(c)"
+    with pytest.raises(ValueError, match="order must be >= 1"):
+        anova_formula("y", ["a"], 0)
+
+
+def test_anova_finds_a_known_main_effect_and_interaction():
+    df = _design(3.0, 3.0)
+    t = factor_anova(df, "y", ["a", "b", "c"], order=2)
+    assert t.loc["C(a)", "PR(>F)"] < 1e-6 and t.loc["C(a):C(b)", "PR(>F)"] < 1e-4
+    assert t.loc["C(c)", "PR(>F)"] > 0.01
+    main, inter = strongest_term(t, 1), strongest_term(t, 2)
+    assert main.term == "C(a)" and inter.term == "C(a):C(b)"
+    assert main.p_holm < 0.001 and inter.p_holm < 0.001
+    # Balanced design: type II sums of squares partition the total; eta^2 sum to 1.
+    assert np.isclose(t["sum_sq"].sum(), ((df["y"] - df["y"].mean()) ** 2).sum())
+    assert np.isclose(
+        t["eta_sq"].drop("Residual").sum() + t.loc["Residual", "sum_sq"] / t["sum_sq"].sum(), 1.0
+    )
+    pe = t.loc["C(a)", "sum_sq"] / (t.loc["C(a)", "sum_sq"] + t.loc["Residual", "sum_sq"])
+    assert np.isclose(t.loc["C(a)", "partial_eta_sq"], pe)
+
+
+def test_anova_sum_of_squares_by_hand():
+    df = pd.DataFrame({"a": [0, 0, 1, 1], "y": [1.0, 3.0, 4.0, 6.0]})
+    t = factor_anova(df, "y", ["a"], order=1)
+    # Group means 2 and 5, grand mean 3.5: SS_a = 4 * 1.5^2 = 9, SS_res = 4.
+    assert np.isclose(t.loc["C(a)", "sum_sq"], 9.0) and np.isclose(t.loc["Residual", "sum_sq"], 4.0)
+    assert np.isclose(t.loc["C(a)", "F"], 9.0 / (4.0 / 2))
+    assert np.isclose(t.loc["C(a)", "eta_sq"], 9.0 / 13.0)
+
+
+def test_anova_null_case_is_not_significant():
+    t = factor_anova(_design(0.0, 0.0, seed=1), "y", ["a", "b", "c"], order=2)
+    assert strongest_term(t, 1).p_holm > 0.05 and strongest_term(t, 2).p_holm > 0.05
+
+
+def test_anova_drops_constant_factors_and_rejects_missing_ones():
+    df = _design(1.0, 0.0).assign(d=0)
+    t = factor_anova(df, "y", ["a", "d"], order=2)
+    assert list(t.index) == ["C(a)", "Residual"]
+    with pytest.raises(ValueError, match="not in the data"):
+        factor_anova(df, "y", ["zz"])
+
+
+def test_transfer_ratio_and_normalised_score_by_hand():
+    np.testing.assert_allclose(transfer_ratio([3.0, 5.0], [2.0, 4.0], [1.0, 0.0]), [2.0, 1.25])
+    np.testing.assert_allclose(transfer_ratio([6.0], [3.0]), [2.0])
+    np.testing.assert_allclose(normalised_score([50.0, 10.0], [10.0, 10.0], 90.0), [0.5, 0.0])
+    assert np.isfinite(transfer_ratio([1.0], [0.0])).all()
+
+
+def test_majority_sign_test_exact():
+    r = majority_sign_test([2, 2, 2, 2, 2, 2, 2, 0, 1], [1, 1, 1, 1, 1, 1, 1, 1, 1])
+    assert (r.wins, r.losses, r.ties) == (7, 1, 1)
+    assert np.isclose(r.p_value, 9 / 256)  # P(X >= 7), X ~ Bin(8, 1/2)
+    assert majority_sign_test([1, 1], [1, 1]).p_value == 1.0
+
+
+def test_n_step_targets_by_hand():
+    g, d = n_step_targets(np.array([1.0, 2.0, 3.0]), np.array([0, 1, 0]), 0.5)
+    assert np.isclose(g, 2.0) and d == 0.0  # the episode ends after the second reward
+    g, d = n_step_targets(jnp.array([1.0, 2.0, 3.0]), jnp.array([0, 0, 0]), 0.5)
+    assert np.isclose(g, 2.75) and np.isclose(d, 0.125)
+
+
+def test_replay_samples_consistent_n_step_windows():
+    buf = ReplayBuffer(capacity=10, num_streams=2, obs_shape=(1, 1, 1))
+    for t in range(14):  # wraps around: rows hold steps 4..13
+        buf.add(np.full((2, 1, 1, 1), t), np.array([t, t]), np.array([t, 10 * t]), np.zeros(2))
+    b = buf.sample(np.random.default_rng(0), 64, n=2, gamma=0.5)
+    t0 = b.obs_tm1[..., 0, 0, 0].astype(float)
+    assert t0.min() >= 4 and t0.max() <= 11  # the bootstrap row t0 + 2 must exist
+    np.testing.assert_allclose(b.a_tm1, t0)
+    np.testing.assert_allclose(b.obs_t[..., 0, 0, 0], t0 + 2)
+    np.testing.assert_allclose(b.r_t[0], t0[0] + 0.5 * (t0[0] + 1))
+    np.testing.assert_allclose(b.r_t[1], 10 * t0[1] + 5 * (t0[1] + 1))
+    np.testing.assert_allclose(b.discount_t, 0.25)
+
+
+def test_epsilon_schedule():
+    bud = TrainBudget(steps=100, eps_start=1.0, eps_end=0.1, eps_decay_frac=0.5)
+    assert bud.epsilon(0) == 1.0 and np.isclose(bud.epsilon(25), 0.55) and bud.epsilon(80) == 0.1
+
+
+def test_one_dqn_update_matches_a_hand_written_double_q_adam_step():
+    cfg = DQNConfig(num_actions=3, network="mlp", learning_rate=1e-3, n_step=1, target_period=2)
+    agent = make_agent(cfg)
+    k0, k1, k2 = jax.random.split(jax.random.PRNGKey(0), 3)
+    obs = jax.random.randint(k1, (4, 2, 6, 5), 0, 256).astype(jnp.uint8)
+    state = agent.init(k0, obs[0])
+    # Make the target network differ from the online one.
+    state = state._replace(target_params=jax.tree.map(lambda x: 0.5 * x, state.params))
+    batch = Batch(
+        obs,
+        jnp.array([0, 1, 2, 1]),
+        jnp.array([1.0, 0.0, -1.0, 2.0]),
+        jnp.array([0.99, 0.0, 0.99, 0.5]),
+        obs[::-1],
+    )
+
+    def manual_loss(p):
+        q = agent.q_values(p, batch.obs_tm1)
+        sel = jnp.argmax(agent.q_values(p, batch.obs_t), -1)
+        qt = agent.q_values(state.target_params, batch.obs_t)
+        target = batch.r_t + batch.discount_t * qt[jnp.arange(4), sel]
+        td = jax.lax.stop_gradient(target) - q[jnp.arange(4), batch.a_tm1]
+        huber = jnp.where(jnp.abs(td) <= 1.0, 0.5 * td**2, jnp.abs(td) - 0.5)
+        return huber.mean()
+
+    loss_ref, g = jax.value_and_grad(manual_loss)(state.params)
+    new, loss = jax.jit(agent.update)(state, batch)
+    assert np.isclose(loss, loss_ref, rtol=1e-5)
+    # First Adam step (bias-corrected): delta = -lr * g / (|g| + eps); no clipping at this norm.
+    expected = jax.tree.map(
+        lambda x, gg: x - cfg.learning_rate * gg / (jnp.abs(gg) + cfg.adam_eps), state.params, g
+    )
+    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # Target copied every 2 updates; vmap over two agents gives the same first update.
+    assert new.step == 1
+    two = jax.tree.map(lambda x: jnp.stack([x, x]), state)
+    bb = jax.tree.map(lambda x: jnp.stack([x, x]), batch)
+    new2, _ = jax.vmap(agent.update)(two, bb)
+    np.testing.assert_allclose(jax.tree.leaves(new2.params)[0][1], jax.tree.leaves(new.params)[0])
+    after2, _ = agent.update(new, batch)
+    for a, b in zip(
+        jax.tree.leaves(after2.target_params), jax.tree.leaves(after2.params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    # Greedy action at epsilon 0 is the argmax of Q.
+    a = agent.act(state.params, obs[0], k2, 0.0)
+    assert a == jnp.argmax(agent.q_values(state.params, obs[0]))
+
+
+def test_dqn_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="network="):
+        DQNConfig(num_actions=3, network="resnet")
+    with pytest.raises(ValueError, match="gamma"):
+        DQNConfig(num_actions=3, gamma=1.5)
+
+
+def test_map_runs_in_process():
+    assert map_runs(lambda a, b: a * b, [(1, 2), (3, 4)]) == [2, 12]
+
+
+def _fake_metrics(cfg, effect: float, ft_gain: float, seed: int):
+    from metalab.experiments.atari_transfer import variants_of
+
+    rng = np.random.default_rng(seed)
+    vs = variants_of(cfg)
+    f = np.array([[dict(v.factors)[k] for k in ("shields", "invisible", "difficulty")] for v in vs])
+    base = 100 + effect * f[:, 1] + effect * f[:, 0] * f[:, 2]
+    scratch = base + rng.normal(0, 5, len(vs))
+    return {
+        "score/scratch": scratch,
+        "score/zero_shot": base + rng.normal(0, 5, len(vs)),
+        "score/finetune": scratch + ft_gain + rng.normal(0, 1, len(vs)),
+        "score/random": base * 0.5,
+    }
+
+
+def test_verdict_on_synthetic_scores_with_and_without_effects():
+    pytest.importorskip("ale_py")
+    from metalab.experiments.atari_transfer import EXPERIMENT
+
+    cfg = EXPERIMENT.config("quick")
+    strong = [_fake_metrics(cfg, 60.0, 10.0, s) for s in range(5)]
+    v = EXPERIMENT.verdict(strong, cfg)
+    assert [c.passed for c in v.checks] == [True] * 5, v.checks
+    null = [_fake_metrics(cfg, 0.0, -10.0, s + 10) for s in range(5)]
+    v = EXPERIMENT.verdict(null, cfg)
+    assert not v.checks[-1].passed and v.checks[-1].value == 0.0
+    assert sum(c.passed for c in v.checks[:4]) <= 1
