@@ -11,8 +11,15 @@ import optax
 import pytest
 
 from metalab.metalearn import leap, maml, warpgrad
-from metalab.metalearn.nets import batch_loss, cross_entropy, mlp_apply, mlp_init, mse
-from metalab.metalearn.nets import warped_apply, warped_init
+from metalab.metalearn.nets import (
+    batch_loss,
+    cross_entropy,
+    mlp_apply,
+    mlp_init,
+    mse,
+    warped_apply,
+    warped_init,
+)
 from metalab.metalearn.tasks import (
     long_horizon_task,
     make_digits_family,

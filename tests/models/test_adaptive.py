@@ -89,8 +89,10 @@ def test_alstm_cell_at_init_equals_its_plain_lstm_and_vmaps():
     np.testing.assert_allclose(new[0], c_ref, rtol=1e-5, atol=1e-6)
     # once the projection is non-zero the policy modulates the cell
     p2 = dict(params)
-    p2["projection"] = {"kernel": params["projection"]["kernel"] + 0.5,
-                        "bias": params["projection"]["bias"]}
+    p2["projection"] = {
+        "kernel": params["projection"]["kernel"] + 0.5,
+        "bias": params["projection"]["bias"],
+    }
     _, out2 = cell.apply({"params": p2}, carry, x)
     assert float(jnp.abs(out2 - h_ref).max()) > 1e-3
     # vmap over a leading axis gives the same as the batched call
@@ -110,11 +112,15 @@ def test_adaptive_dense_reduces_to_dense():
     y_ref = nn.Dense(4).apply({"params": {"kernel": p["kernel"], "bias": p["bias"]}}, x)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
     # a context-dependent scaling: y = tau * ((pi * x) W) + beta * b
-    proj = {"kernel": jnp.ones_like(p["projection"]["kernel"]) * 0.1,
-            "bias": p["projection"]["bias"]}
+    proj = {
+        "kernel": jnp.ones_like(p["projection"]["kernel"]) * 0.1,
+        "bias": p["projection"]["bias"],
+    }
     y2 = layer.apply({"params": {**p, "projection": proj}}, x, z)
     s = 1 + 0.1 * z.sum(-1, keepdims=True)
-    np.testing.assert_allclose(y2, s * ((s * x) @ p["kernel"]) + s * p["bias"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        y2, s * ((s * x) @ p["kernel"]) + s * p["bias"], rtol=1e-5, atol=1e-5
+    )
 
 
 def _write(path, lines):

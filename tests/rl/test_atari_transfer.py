@@ -116,57 +116,62 @@ def test_replay_samples_consistent_n_step_windows():
 
 def test_epsilon_schedule():
     bud = TrainBudget(steps=100, eps_start=1.0, eps_end=0.1, eps_decay_frac=0.5)
-    assert bud.epsilon(0) == 1.0 and np.isclose(bud.epsilon(25), 0.55) and bud.epsilon(80) == 0.1
+    assert np.isclose(bud.epsilon(0), 1.0) and np.isclose(bud.epsilon(25), 0.55)
+    assert np.isclose(bud.epsilon(80), 0.1)
 
 
 def test_one_dqn_update_matches_a_hand_written_double_q_adam_step():
     cfg = DQNConfig(num_actions=3, network="mlp", learning_rate=1e-3, n_step=1, target_period=2)
     agent = make_agent(cfg)
-    k0, k1, k2 = jax.random.split(jax.random.PRNGKey(0), 3)
-    obs = jax.random.randint(k1, (4, 2, 6, 5), 0, 256).astype(jnp.uint8)
-    state = agent.init(k0, obs[0])
-    # Make the target network differ from the online one.
-    state = state._replace(target_params=jax.tree.map(lambda x: 0.5 * x, state.params))
+    k0, k2 = jax.random.split(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    obs = rng.integers(0, 256, (4, 2, 6, 5)).astype(np.uint8)
+    state = jax.jit(agent.init)(k0, obs[0])
+    # Make the target network differ from the online one (host-side, no eager JAX ops).
+    state = state._replace(target_params=jax.tree.map(lambda x: 0.5 * np.asarray(x), state.params))
     batch = Batch(
         obs,
-        jnp.array([0, 1, 2, 1]),
-        jnp.array([1.0, 0.0, -1.0, 2.0]),
-        jnp.array([0.99, 0.0, 0.99, 0.5]),
-        obs[::-1],
+        np.array([0, 1, 2, 1]),
+        np.array([1.0, 0.0, -1.0, 2.0], np.float32),
+        np.array([0.99, 0.0, 0.99, 0.5], np.float32),
+        obs[::-1].copy(),
     )
 
-    def manual_loss(p):
+    def manual_loss(p, target_params):
         q = agent.q_values(p, batch.obs_tm1)
         sel = jnp.argmax(agent.q_values(p, batch.obs_t), -1)
-        qt = agent.q_values(state.target_params, batch.obs_t)
+        qt = agent.q_values(target_params, batch.obs_t)
         target = batch.r_t + batch.discount_t * qt[jnp.arange(4), sel]
         td = jax.lax.stop_gradient(target) - q[jnp.arange(4), batch.a_tm1]
         huber = jnp.where(jnp.abs(td) <= 1.0, 0.5 * td**2, jnp.abs(td) - 0.5)
         return huber.mean()
 
-    loss_ref, g = jax.value_and_grad(manual_loss)(state.params)
-    new, loss = jax.jit(agent.update)(state, batch)
+    loss_ref, g = jax.jit(jax.value_and_grad(manual_loss))(state.params, state.target_params)
+    update = jax.jit(agent.update)
+    new, loss = update(state, batch)
     assert np.isclose(loss, loss_ref, rtol=1e-5)
     # First Adam step (bias-corrected): delta = -lr * g / (|g| + eps); no clipping at this norm.
-    expected = jax.tree.map(
-        lambda x, gg: x - cfg.learning_rate * gg / (jnp.abs(gg) + cfg.adam_eps), state.params, g
-    )
-    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6)
-    # Target copied every 2 updates; vmap over two agents gives the same first update.
-    assert new.step == 1
-    two = jax.tree.map(lambda x: jnp.stack([x, x]), state)
-    bb = jax.tree.map(lambda x: jnp.stack([x, x]), batch)
-    new2, _ = jax.vmap(agent.update)(two, bb)
-    np.testing.assert_allclose(jax.tree.leaves(new2.params)[0][1], jax.tree.leaves(new.params)[0])
-    after2, _ = agent.update(new, batch)
+    for x, gg, y in zip(
+        jax.tree.leaves(state.params), jax.tree.leaves(g), jax.tree.leaves(new.params), strict=True
+    ):
+        gg = np.asarray(gg, np.float64)
+        expected = np.asarray(x) - cfg.learning_rate * gg / (np.abs(gg) + cfg.adam_eps)
+        np.testing.assert_allclose(y, expected, atol=1e-6)
+    assert int(new.step) == 1
+    # vmap over two agents gives the same first update.
+    two = jax.tree.map(lambda x: np.stack([np.asarray(x)] * 2), (state, batch))
+    new2, _ = jax.jit(jax.vmap(agent.update))(*two)
+    for a, b in zip(jax.tree.leaves(new2.params), jax.tree.leaves(new.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a)[1], b, rtol=1e-5, atol=1e-7)
+    # The target network is copied after every second update.
+    after2, _ = update(new, batch)
     for a, b in zip(
         jax.tree.leaves(after2.target_params), jax.tree.leaves(after2.params), strict=True
     ):
         np.testing.assert_array_equal(a, b)
     # Greedy action at epsilon 0 is the argmax of Q.
-    a = agent.act(state.params, obs[0], k2, 0.0)
-    assert a == jnp.argmax(agent.q_values(state.params, obs[0]))
+    a = jax.jit(agent.act)(state.params, obs[0], k2, 0.0)
+    assert int(a) == int(np.argmax(jax.jit(agent.q_values)(state.params, obs[0])))
 
 
 def test_dqn_config_rejects_bad_values():
@@ -208,3 +213,15 @@ def test_verdict_on_synthetic_scores_with_and_without_effects():
     v = EXPERIMENT.verdict(null, cfg)
     assert not v.checks[-1].passed and v.checks[-1].value == 0.0
     assert sum(c.passed for c in v.checks[:4]) <= 1
+
+
+def test_study_spec_refuses_a_local_replay_that_cannot_fit():
+    from metalab.rl.atari.variants import make_variant
+    from metalab.rl.atari_transfer import EnvSpec, StudySpec
+
+    vs = tuple(make_variant("space_invaders", m, d) for m in range(16) for d in (0, 1))
+    big = TrainBudget(steps=2_500_000, replay_capacity=200_000)
+    kw = dict(base=vs[0], variants=vs, env=EnvSpec(obs_hw=(84, 84), stack=4), transfer_budget=big)
+    with pytest.raises(ValueError, match="set ray_address"):
+        StudySpec(**kw)
+    assert StudySpec(**kw, ray_address="auto").replay_bytes() == 200_000 * 32 * 4 * 84 * 84

@@ -26,7 +26,9 @@ def test_sf_matches_closed_form_and_bellman_iteration():
     gamma = 0.9
     P_pi = np.einsum("sa,sat->st", pi, P)
     closed = np.linalg.inv(np.eye(P.shape[0]) - gamma * P_pi) @ phi
-    psi = np.asarray(sf.successor_features(jnp.asarray(P), jnp.asarray(pi), jnp.asarray(phi), gamma))
+    psi = np.asarray(
+        sf.successor_features(jnp.asarray(P), jnp.asarray(pi), jnp.asarray(phi), gamma)
+    )
     np.testing.assert_allclose(psi, closed, rtol=1e-4, atol=1e-5)
     # Independent check: iterate the SF Bellman equation psi = phi + gamma P_pi psi.
     it = np.zeros_like(phi)

@@ -56,8 +56,10 @@ def test_infonce_equals_clip_loss_with_distinct_labels():
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
     u = jax.random.normal(k1, (6, 4))
     v = jax.random.normal(k2, (6, 4))
-    u, v = u / jnp.linalg.norm(u, axis=-1, keepdims=True), v / jnp.linalg.norm(v, axis=-1,
-                                                                                  keepdims=True)
+    u, v = (
+        u / jnp.linalg.norm(u, axis=-1, keepdims=True),
+        v / jnp.linalg.norm(v, axis=-1, keepdims=True),
+    )
     logits = 3.0 * u @ v.T
     lab = jnp.arange(6)
     ref = 0.5 * (
@@ -119,16 +121,18 @@ def test_perfect_reward_model_gives_perfect_precision_recall_and_agent():
         return jnp.where(d[0] < 0, 0, jnp.where(d[0] > 0, 1, jnp.where(d[1] < 0, 2, 3)))
 
     assert float(success_rate(env, greedy, jax.random.PRNGKey(1), 50)) == 1.0
-    rand = success_rate(env, lambda x, k: jax.random.randint(k, (), 0, 4), jax.random.PRNGKey(1),
-                        200)
+    rand = success_rate(
+        env, lambda x, k: jax.random.randint(k, (), 0, 4), jax.random.PRNGKey(1), 200
+    )
     assert 0.0 < float(rand) < 0.9
 
 
 def test_precision_recall_counts():
     from metalab.rl.vlm_reward import ReachStats
 
-    p, r, f1 = precision_recall(ReachStats(jnp.array(3.0), jnp.array(1.0), jnp.array(3.0),
-                                           jnp.array(10.0)))
+    p, r, f1 = precision_recall(
+        ReachStats(jnp.array(3.0), jnp.array(1.0), jnp.array(3.0), jnp.array(10.0))
+    )
     np.testing.assert_allclose([p, r, f1], [0.75, 0.5, 0.6], rtol=1e-6)
 
 
@@ -151,13 +155,23 @@ def test_contrastive_training_reduces_loss_under_vmap():
     )
 
 
-def test_vlm_experiment_smoke():
+def test_vlm_verdict_logic_on_synthetic_metrics():
     from metalab.experiments import registry
 
     exp = registry.get("vlm-rewards")
-    cfg = exp.config("smoke")
-    out = jax.jit(jax.vmap(lambda k: exp.run(cfg, k)))(jax.random.split(jax.random.PRNGKey(0), 2))
-    ms = [{k: np.asarray(v[i]) for k, v in out.items()} for i in range(2)]
-    assert all(np.all(np.isfinite(v)) for m in ms for v in m.values())
-    v = exp.verdict(ms, cfg)
-    assert len(v.checks) == 4
+    cfg = exp.config("smoke")  # two model sizes
+
+    def fake(seed, f1s, succ):
+        rng = np.random.default_rng(seed)
+        m = {"success/random": 0.2, "success/ground_truth": 0.9}
+        for i, (f, s) in enumerate(zip(f1s, succ, strict=True)):
+            e = 0.01 * rng.standard_normal()
+            m[f"params/size{i}"] = 100.0 * 10**i
+            m.update({f"reward_{k}/size{i}": f + e for k in ("precision", "recall", "f1")})
+            m[f"success/size{i}"] = s + e
+        return {k: np.asarray(v) for k, v in m.items()}
+
+    v = exp.verdict([fake(s, (0.3, 0.9), (0.4, 0.85)) for s in range(5)], cfg)
+    assert v.reproduced and len(v.checks) == 4
+    v = exp.verdict([fake(s, (0.9, 0.3), (0.85, 0.25)) for s in range(5)], cfg)
+    assert [c.passed for c in v.checks] == [False, False, False, False]

@@ -104,9 +104,7 @@ def snes_grid(n: int, d: int, stds=(0.3, 1.0, 3.0)) -> list[Builder]:
     from evosax.algorithms import SNES
 
     es = SNES(n, jnp.zeros(d))
-    return [
-        lambda s0, s=s: (es, es.default_params.replace(std_init=jnp.float32(s))) for s in stds
-    ]
+    return [lambda s0, s=s: (es, es.default_params.replace(std_init=jnp.float32(s))) for s in stds]
 
 
 def gaussian_ga_grid(n: int, d: int, stds=(0.1, 0.3, 1.0)) -> list[Builder]:
@@ -124,6 +122,5 @@ def std_init_grid(cls: Any, n: int, d: int, stds=(0.1, 0.3, 1.0), **kw) -> list[
     """Any evosax optimiser whose params have ``std_init``, over a grid of it."""
     algo = cls(n, jnp.zeros(d), **kw)
     return [
-        lambda s0, s=s: (algo, algo.default_params.replace(std_init=jnp.float32(s)))
-        for s in stds
+        lambda s0, s=s: (algo, algo.default_params.replace(std_init=jnp.float32(s))) for s in stds
     ]

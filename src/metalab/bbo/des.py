@@ -116,10 +116,18 @@ class DES:
         return jax.vmap(self._unravel)(des_ask(key, state, self.population_size)), state
 
     def tell(
-        self, key: jax.Array, population: Any, fitness: jax.Array, state: DESState, params: DESParams
+        self,
+        key: jax.Array,
+        population: Any,
+        fitness: jax.Array,
+        state: DESState,
+        params: DESParams,
     ) -> tuple[DESState, dict]:
         """Update from fitness (**lower is better**); returns ``(state, metrics)``."""
         del key
         pop = jax.vmap(lambda x: ravel_pytree(x)[0])(population)
         new = des_tell(pop, fitness, state, params)
-        return new, {"best_fitness": new.best_fitness, "generation_counter": state.generation_counter}
+        return new, {
+            "best_fitness": new.best_fitness,
+            "generation_counter": state.generation_counter,
+        }

@@ -22,7 +22,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-TIME_SCALES = (1.0, 3.0, 10.0, 30.0, 50.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 1250.0, 1500.0, 2000.0)
+TIME_SCALES = (
+    1.0,
+    3.0,
+    10.0,
+    30.0,
+    50.0,
+    100.0,
+    250.0,
+    500.0,
+    750.0,
+    1000.0,
+    1250.0,
+    1500.0,
+    2000.0,
+)
 
 
 def tanh_time_embedding(t: jax.Array) -> jax.Array:

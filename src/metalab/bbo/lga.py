@@ -156,9 +156,7 @@ def lga_tell(
     net = params.net
     n = population.shape[0]
     best_x, best_f = update_best(population, fitness, state.best_solution, state.best_fitness)
-    feats = fitness_features(
-        jnp.concatenate([fitness, state.fitness]), state.best_fitness_shaped
-    )
+    feats = fitness_features(jnp.concatenate([fitness, state.fitness]), state.best_fitness_shaped)
     f_x, f_e = feats[:n], feats[n:]
     a = multihead_attention(net["selection"]["cross"], f_e, f_x)
     s = dense(net["selection"]["q"], a) @ dense(net["selection"]["k"], f_x).T

@@ -93,7 +93,9 @@ class MetaBBOConfig:
         if self.meta_population < 2 or self.meta_population % 2:
             raise ValueError(f"meta_population must be even and >= 2, got {self.meta_population}")
         if not 1 <= self.min_dims <= self.max_dims:
-            raise ValueError(f"need 1 <= min_dims <= max_dims, got {self.min_dims}, {self.max_dims}")
+            raise ValueError(
+                f"need 1 <= min_dims <= max_dims, got {self.min_dims}, {self.max_dims}"
+            )
         check_fn_names(self.train_fns)
 
 
@@ -183,6 +185,19 @@ def _with_mean(state: Any, mean: jax.Array) -> Any:
     return state.replace(mean=mean)
 
 
+_STEP_CACHE: dict[MetaBBOConfig, tuple[Any, Any, Any]] = {}
+
+
+def cached_meta_step(config: MetaBBOConfig) -> tuple[Any, Any, Any, Any]:
+    """``(theta0, unravel, outer, outer_params, step)`` reusing a compiled step when only the
+    run length or checkpoint period differ (e.g. resuming a longer run)."""
+    theta0, unravel = ravel_pytree(init_net(config))
+    key = dataclasses.replace(config, meta_generations=0, checkpoint_every=1)
+    if key not in _STEP_CACHE:
+        _STEP_CACHE[key] = make_meta_step(config, theta0, unravel)
+    return (theta0, unravel, *_STEP_CACHE[key])
+
+
 def make_meta_step(config: MetaBBOConfig, theta0: jax.Array, unravel) -> tuple[Any, Any, Any]:
     """Build ``(outer, outer_params, step)``; ``step(state, key) -> (state, stats)`` is jitted."""
     outer, outer_params = make_outer(config, theta0)
@@ -237,8 +252,7 @@ def train(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    theta0, unravel = ravel_pytree(init_net(config))
-    outer, outer_params, step = make_meta_step(config, theta0, unravel)
+    theta0, unravel, outer, outer_params, step = cached_meta_step(config)
     state = outer.init(jax.random.PRNGKey(config.seed + 1), theta0, outer_params)
     leaves, treedef = jax.tree.flatten(state)
     history: dict[str, list[float]] = {}
@@ -248,8 +262,10 @@ def train(
         if json.loads(cfg_path.read_text()) != _config_dict(config):
             raise ValueError(f"{ckpt} was written with a different config; use another out_dir")
         with np.load(ckpt) as data:
-            leaves = [jnp.asarray(data[f"leaf_{i}"], dtype=jnp.asarray(l).dtype)
-                      for i, l in enumerate(leaves)]
+            leaves = [
+                jnp.asarray(data[f"leaf_{i}"], dtype=jnp.asarray(leaf).dtype)
+                for i, leaf in enumerate(leaves)
+            ]
             start_gen = int(data["generation"])
             prior_wall = float(data["wall_time"])
             history = {k[5:]: list(data[k]) for k in data.files if k.startswith("hist_")}
@@ -271,7 +287,10 @@ def train(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         bar = Progress(
-            "[bold]metabbo", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            "[bold]metabbo",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
             "{task.fields[info]}",
         )
         bar.start()
@@ -282,7 +301,9 @@ def train(
             for k, v in stats.items():
                 history.setdefault(k, []).append(float(v))
             if bar is not None:
-                bar.update(task, advance=1, info=f"mean log10 regret {float(stats['mean_log_regret']):.2f}")
+                bar.update(
+                    task, advance=1, info=f"mean log10 regret {float(stats['mean_log_regret']):.2f}"
+                )
             if (g + 1) % config.checkpoint_every == 0 or g + 1 == config.meta_generations:
                 save(g + 1, prior_wall + time.time() - t0)
     finally:
@@ -297,11 +318,45 @@ def train(
         "jax_version": jax.__version__,
         "device": str(jax.devices()[0]),
         "n_params": int(theta0.size),
-        "history_tail": {k: v[-10:] for k, v in history.items()},
-        "mean_log_regret_first10": history.get("mean_log_regret", [])[:10],
+        "generations_completed": config.meta_generations,
+        "history": history,
     }
     save_weights(out / (weights_name or f"{config.optimiser}_metalab"), net, record)
     return net, record
+
+
+def export(out_dir: str | Path, dest: str | Path, note: str = "") -> dict:
+    """Write the meta-mean of ``out_dir``'s latest checkpoint as weights to ``dest``.
+
+    Used when a run is stopped before ``meta_generations`` (the record says how many
+    generations were completed and the wall time so far).
+    """
+    out = Path(out_dir)
+    cfg_dict = json.loads((out / "config.json").read_text())
+    cfg_dict = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()}
+    config = MetaBBOConfig(**cfg_dict)
+    theta0, unravel = ravel_pytree(init_net(config))
+    outer, outer_params = make_outer(config, theta0)
+    state = outer.init(jax.random.PRNGKey(config.seed + 1), theta0, outer_params)
+    leaves, treedef = jax.tree.flatten(state)
+    with np.load(out / "checkpoint.npz") as data:
+        leaves = [jnp.asarray(data[f"leaf_{i}"]) for i in range(len(leaves))]
+        gen, wall = int(data["generation"]), float(data["wall_time"])
+        history = {k[5:]: [float(x) for x in data[k]] for k in data.files if k.startswith("hist_")}
+    state = jax.tree.unflatten(treedef, leaves)
+    record = {
+        "method": f"MetaBBO ({config.outer}) meta-trained {config.optimiser.upper()}",
+        "config": _config_dict(config),
+        "generations_completed": gen,
+        "wall_time_s": round(wall, 1),
+        "jax_version": jax.__version__,
+        "device": str(jax.devices()[0]),
+        "n_params": int(theta0.size),
+        "history": history,
+        "note": note,
+    }
+    save_weights(dest, unravel(state.mean), record)
+    return record
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -330,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=a.seed,
     )
     _, record = train(cfg, a.out, resume=not a.no_resume)
-    print(json.dumps({k: record[k] for k in ("method", "wall_time_s", "history_tail")}, indent=2))
+    print(json.dumps({k: record[k] for k in ("method", "wall_time_s")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -258,7 +258,5 @@ def lockstep_rollouts(
             gen_best.append(jnp.min(fs[i]))
         return (out_states, out_best), (jnp.stack(gen_best), jnp.stack(out_best))
 
-    _, (gen_best, best) = jax.lax.scan(
-        step, (states, best0), jax.random.split(k_loop, generations)
-    )
+    _, (gen_best, best) = jax.lax.scan(step, (states, best0), jax.random.split(k_loop, generations))
     return [Rollout(gen_best[:, i], best[:, i]) for i in range(n_opt)]

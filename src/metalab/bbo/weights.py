@@ -93,11 +93,18 @@ def _mha(p: Any) -> dict:
 
 
 def les_from_evosax(tree: Any) -> dict:
-    """evosax LES flax params -> metalab layout (Dense_0/1/2 = keys/queries/values; hidden/mean/std)."""
+    """evosax LES flax params -> metalab layout.
+
+    Dense_0/1/2 of the attention are keys/queries/values; of the MLP hidden/mean/std.
+    """
     rw = tree["recomb_weights"]["params"]
     lr = tree["lrate_modulation"]["params"]
     return {
-        "recomb": {"k": _dense(rw["Dense_0"]), "q": _dense(rw["Dense_1"]), "v": _dense(rw["Dense_2"])},
+        "recomb": {
+            "k": _dense(rw["Dense_0"]),
+            "q": _dense(rw["Dense_1"]),
+            "v": _dense(rw["Dense_2"]),
+        },
         "lr": {
             "hidden": _dense(lr["Dense_0"]),
             "mean": _dense(lr["Dense_1"]),

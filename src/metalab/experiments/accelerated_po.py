@@ -33,15 +33,21 @@ class AcceleratedPOConfig:
     num_iters: int = param(1000, "policy-optimisation iterations (cap)", lo=2)
     pg_lr: float = param(20.0, "softmax policy-gradient step size", lo=1e-6)
     npg_lr: float = param(1.0, "NPG step size (shared by every NPG variant)", lo=1e-6)
-    beta: float = param(0.9, "(initial) prediction coefficient of the optimistic variants", lo=0.0, hi=0.99)
+    beta: float = param(
+        0.9, "(initial) prediction coefficient of the optimistic variants", lo=0.0, hi=0.99
+    )
     meta_lr: float = param(0.01, "RMS-normalised meta step on beta (adaptive)", lo=0.0)
     eps_rel: float = param(1e-3, "eps-optimal: J* - J_t <= eps_rel * (J* - J_0)", lo=1e-9, hi=0.5)
 
 
 PRESETS = {
-    "smoke": AcceleratedPOConfig(num_states=5, num_actions=2, branching=2, num_iters=60, eps_rel=1e-2),
+    "smoke": AcceleratedPOConfig(
+        num_states=5, num_actions=2, branching=2, num_iters=60, eps_rel=1e-2
+    ),
     "quick": AcceleratedPOConfig(),
-    "full": AcceleratedPOConfig(num_states=100, num_actions=10, branching=5, gamma=0.99, num_iters=20000),
+    "full": AcceleratedPOConfig(
+        num_states=100, num_actions=10, branching=5, gamma=0.99, num_iters=20000
+    ),
 }
 ORDER = ("pg", "npg", "optimistic", "adaptive")
 
@@ -49,7 +55,9 @@ ORDER = ("pg", "npg", "optimistic", "adaptive")
 def run(config: AcceleratedPOConfig, key: jax.Array) -> dict[str, jax.Array]:
     if config.branching > config.num_states:
         raise ValueError(f"branching={config.branching} must be <= num_states={config.num_states}")
-    mdp = garnet.make_garnet(key, config.num_states, config.num_actions, config.branching, config.gamma)
+    mdp = garnet.make_garnet(
+        key, config.num_states, config.num_actions, config.branching, config.gamma
+    )
     v_star, _ = garnet.optimal_values(mdp)
     J_star = mdp.rho @ v_star
     settings = {
@@ -62,7 +70,9 @@ def run(config: AcceleratedPOConfig, key: jax.Array) -> dict[str, jax.Array]:
     out = {}
     for m, kw in settings.items():
         r = apg.solve(mdp, m, config.num_iters, **kw)
-        out[f"iters/{m}"] = apg.iterations_to_optimal(r["J"], J_star, config.eps_rel).astype(jnp.float32)
+        out[f"iters/{m}"] = apg.iterations_to_optimal(r["J"], J_star, config.eps_rel).astype(
+            jnp.float32
+        )
         out[f"overshoot/{m}"] = apg.overshoot(r["J"], J_star)
         gap = (J_star - r["J"]) / jnp.maximum(J_star - r["J"][0], 1e-12)
         out[f"log10_gap/{m}"] = jnp.log10(jnp.maximum(gap, 1e-12))
@@ -72,8 +82,13 @@ def run(config: AcceleratedPOConfig, key: jax.Array) -> dict[str, jax.Array]:
 
 
 def verdict(metrics_list, config: AcceleratedPOConfig) -> Verdict:
-    it = {m: np.array([x[f"iters/{m}"] for x in metrics_list]) for m in (*ORDER, "optimistic-naive")}
-    ov = {m: np.array([x[f"overshoot/{m}"] for x in metrics_list]) for m in (*ORDER, "optimistic-naive")}
+    it = {
+        m: np.array([x[f"iters/{m}"] for x in metrics_list]) for m in (*ORDER, "optimistic-naive")
+    }
+    ov = {
+        m: np.array([x[f"overshoot/{m}"] for x in metrics_list])
+        for m in (*ORDER, "optimistic-naive")
+    }
     checks = []
     for slow, fast in (("pg", "npg"), ("npg", "optimistic")):
         t = stats.wilcoxon(it[slow], it[fast], alternative="greater")
@@ -99,25 +114,29 @@ def verdict(metrics_list, config: AcceleratedPOConfig) -> Verdict:
             value=ratio,
             p_value=t.p_value,
             effect_size=t.effect_size,
-            threshold="median ratio <= 1 and Wilcoxon one-sided test of 'adaptive slower' p >= 0.05",
+            threshold=(
+                "median ratio <= 1 and Wilcoxon one-sided test of 'adaptive slower' p >= 0.05"
+            ),
             passed=bool(ratio <= 1.0 and t.p_value >= 0.05),
             test=t.test,
         )
     )
     cens = {m: int(np.sum(v > config.num_iters)) for m, v in it.items()}
     summ = "; ".join(
-        f"{m}: median iters {np.median(it[m]):.0f}, median overshoot {np.median(ov[m]):.2e}" for m in it
+        f"{m}: median iters {np.median(it[m]):.0f}, median overshoot {np.median(ov[m]):.2e}"
+        for m in it
     )
     return Verdict(
         checks=tuple(checks),
         summary=summ,
         notes=(
-            f"Random Garnet MDPs (S={config.num_states}, A={config.num_actions}, b={config.branching}, "
-            f"gamma={config.gamma}), one per seed, exact evaluation; eps-optimal means "
-            f"J*-J_t <= {config.eps_rel} (J*-J_0). Runs that never reached it count as "
-            f"{config.num_iters + 1} iterations (censored runs per method: {cens}). Overshoot = largest "
-            "drop of J between consecutive iterates over J*-J_0. Step sizes are fixed by the config, "
-            "not tuned per MDP; the look-ahead prediction is Nesterov-style extrapolation of the logits."
+            f"Random Garnet MDPs (S={config.num_states}, A={config.num_actions}, "
+            f"b={config.branching}, gamma={config.gamma}), one per seed, exact evaluation; "
+            f"eps-optimal means J*-J_t <= {config.eps_rel} (J*-J_0). Runs that never reached it "
+            f"count as {config.num_iters + 1} iterations (censored runs per method: {cens}). "
+            "Overshoot = largest drop of J between consecutive iterates over J*-J_0. Step sizes "
+            "are fixed by the config, not tuned per MDP; the look-ahead prediction is "
+            "Nesterov-style extrapolation of the logits."
         ),
     )
 

@@ -10,8 +10,8 @@ evaluated. A uniform-random policy is scored on every variant as a reference.
 
 Scale (be honest). ``quick`` is a *small-budget run on real ALE variants*: Space Invaders,
 modes {0, 1, 8, 9} (moving shields x invisible invaders, both checked against the emulator)
-x difficulties {0, 1} = 8 variants, 32k frames on the base variant and 8k frames per
-variant for each of finetuning and scratch, evaluation episodes truncated at 2k frames.
+x difficulties {0, 1} = 8 variants, 24k frames on the base variant and 6k frames per
+variant for each of finetuning and scratch, evaluation episodes truncated at 1.6k frames.
 The paper trains for orders of magnitude more frames (tens of millions per agent); its
 agents are experts, ours are barely past random. ``full`` is the paper-scale configuration
 (all 32 Space Invaders variants, Nature network on 84x84x4 frames, 10M+ frames per run) with
@@ -67,9 +67,9 @@ class AtariTransferConfig:
     frame_stack: int = param(2, "stacked frames per observation", lo=1, hi=8)
     frame_skip: int = param(4, "emulator frames per agent step", lo=1, hi=8)
     noop_max: int = param(30, "max random no-op frames at each reset", lo=0, hi=100)
-    base_steps: int = param(8000, "agent steps of training on the base variant", lo=10)
+    base_steps: int = param(6000, "agent steps of training on the base variant", lo=10)
     transfer_steps: int = param(
-        2000, "agent steps per variant, for finetuning and for scratch alike", lo=10
+        1500, "agent steps per variant, for finetuning and for scratch alike", lo=10
     )
     learn_start: int = param(500, "agent steps before the first update (each phase)", lo=1)
     train_every: int = param(4, "agent steps between updates", lo=1, hi=64)
@@ -84,7 +84,7 @@ class AtariTransferConfig:
         0.5, "fraction of a phase over which epsilon decays", lo=0.0, hi=1.0
     )
     eval_episodes: int = param(1, "evaluation episodes per (agent, variant)", lo=1, hi=100)
-    eval_max_steps: int = param(500, "agent steps after which an evaluation episode is cut", lo=10)
+    eval_max_steps: int = param(400, "agent steps after which an evaluation episode is cut", lo=10)
     eval_epsilon: float = param(0.01, "epsilon of the evaluation policy", lo=0.0, hi=1.0)
     anova_order: int = param(2, "highest interaction order in the ANOVA", lo=1, hi=5)
     alpha: float = param(0.05, "significance level of every check", lo=1e-6, hi=0.5)
@@ -282,7 +282,8 @@ def verdict(metrics_list, cfg: AtariTransferConfig) -> Verdict:
     frames_base = cfg.base_steps * cfg.frame_skip
     frames_tr = cfg.transfer_steps * cfg.frame_skip
     summary = (
-        f"{cfg.game}: {n_var} variants x {n_seed} seeds; base agent {frames_base:,} frames, "
+        f"{cfg.game}: {n_var} variants x {n_seed} seeds (lab seeds 0..{n_seed - 1}, key = "
+        f"PRNGKey(seed)); base agent {frames_base:,} frames, "
         f"finetune/scratch {frames_tr:,} frames per variant. Mean scores: "
         + ", ".join(f"{k} {per_variant[k].mean():.1f}" for k in METHODS)
         + f". Finetune beat scratch in {st.wins}/{st.n} variants (sign-test p = "

@@ -10,8 +10,9 @@ Metrics convention (what ``run`` returns for one seed): a flat ``dict[str, array
   method-comparison bar plot.
 * 1-d arrays are curves over steps (e.g. ``"subopt/gd"``); curves of one group share a plot
   (mean over seeds with a 95% band). Put the x axis in ``"<group>@x"`` if it is not 0..T-1.
-* Higher-dimensional arrays are stored but not plotted by the generic report; an experiment
-  may draw its own figures with ``plot``.
+* Higher-dimensional arrays, and any key containing ``"@"`` (e.g. ``"iters@instance/gd"``,
+  one value per problem instance), are stored but not plotted by the generic report; an
+  experiment may draw its own figures with ``plot``.
 
 Every value must be finite: the lab rejects a seed whose metrics hold a NaN or Inf and reports
 the metric, the seed and the first step at which it appeared.
@@ -159,6 +160,9 @@ class Experiment:
         executor then runs all seeds of a chunk in one compiled call.
       plot: optional ``plot(metrics_list, config, out_dir) -> [png paths]`` for figures the
         generic report cannot draw.
+      max_chunk: the most seeds the local executor may vmap into one compiled call (None: no
+        limit beyond the lab's default). For programs too large to batch further, or that
+        trip an XLA-CPU runtime hang seen with very wide vmapped while-loops.
       default: part of ``metalab reproduce``'s default selection.
       tags: free-form labels (``"metagrad"``, ``"rl"``) used by ``metalab list``.
     """
@@ -173,6 +177,7 @@ class Experiment:
     seeds: Mapping[str, int] = field(default_factory=lambda: {"smoke": 2, "quick": 5, "full": 10})
     vmappable: bool = True
     plot: PlotFn | None = None
+    max_chunk: int | None = None
     default: bool = True
     tags: tuple[str, ...] = ()
 

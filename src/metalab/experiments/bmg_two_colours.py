@@ -25,7 +25,9 @@ from metalab.rl.envs import two_colours as tc
 
 @dataclass(frozen=True)
 class BMGTwoColoursConfig:
-    bootstrap_steps: tuple = param((0, 1, 2, 4), "L values; 0 = standard meta-gradient", lo=0, hi=16)
+    bootstrap_steps: tuple = param(
+        (0, 1, 2, 4), "L values; 0 = standard meta-gradient", lo=0, hi=16
+    )
     num_meta_steps: int = param(5000, "meta-updates per lifetime (K=1: also AC updates)", lo=1)
     inner_steps: int = param(1, "K: actor-critic updates per meta-update", lo=1, hi=16)
     num_envs: int = param(16, "parallel environments per agent", lo=1)
@@ -35,7 +37,9 @@ class BMGTwoColoursConfig:
     grid_size: int = param(5, "side of the grid", lo=3, hi=12)
     lr: float = param(8.0, "actor-critic SGD step size", lo=1e-4)
     discount: float = param(0.9, "actor-critic discount", lo=0.0, hi=0.999)
-    init_entropy: float = param(0.05, "initial entropy weight (sigmoid-parametrised)", lo=1e-4, hi=0.99)
+    init_entropy: float = param(
+        0.05, "initial entropy weight (sigmoid-parametrised)", lo=1e-4, hi=0.99
+    )
     meta_lr: float = param(3e-2, "Adam step size on the entropy logit", lo=0.0)
     target_step: float = param(1.0, "step size of BMG's final target gradient step", lo=1e-6)
     match: str = param("kl", "BMG matching function", choices=("kl", "l2"))
@@ -44,10 +48,17 @@ class BMGTwoColoursConfig:
 
 PRESETS = {
     "smoke": BMGTwoColoursConfig(
-        bootstrap_steps=(0, 2), num_meta_steps=40, num_envs=2, rollout_len=4, swap_every=40, curve_points=10
+        bootstrap_steps=(0, 2),
+        num_meta_steps=40,
+        num_envs=2,
+        rollout_len=4,
+        swap_every=40,
+        curve_points=10,
     ),
     "quick": BMGTwoColoursConfig(),
-    "full": BMGTwoColoursConfig(bootstrap_steps=(0, 1, 2, 4, 8), num_meta_steps=40000, swap_every=100000),
+    "full": BMGTwoColoursConfig(
+        bootstrap_steps=(0, 1, 2, 4, 8), num_meta_steps=40000, swap_every=100000
+    ),
 }
 
 
@@ -57,18 +68,26 @@ def _label(L: int) -> str:
 
 def _check(config: BMGTwoColoursConfig) -> None:
     if 0 not in config.bootstrap_steps:
-        raise ValueError(f"bootstrap_steps must contain 0 (the standard meta-gradient), got {config.bootstrap_steps}")
+        raise ValueError(
+            "bootstrap_steps must contain 0 (the standard meta-gradient), "
+            f"got {config.bootstrap_steps}"
+        )
     if not any(L >= 1 for L in config.bootstrap_steps):
-        raise ValueError(f"bootstrap_steps needs at least one L >= 1 (BMG), got {config.bootstrap_steps}")
+        raise ValueError(
+            f"bootstrap_steps needs at least one L >= 1 (BMG), got {config.bootstrap_steps}"
+        )
     if config.num_meta_steps % config.curve_points:
         raise ValueError(
-            f"num_meta_steps={config.num_meta_steps} must be a multiple of curve_points={config.curve_points}"
+            f"num_meta_steps={config.num_meta_steps} must be a multiple of "
+            f"curve_points={config.curve_points}"
         )
 
 
 def make_lifetime(config: BMGTwoColoursConfig, L: int):
     """``train(key) -> metrics`` of one agent meta-learning its entropy weight with ``L``."""
-    env_params = tc.TwoColoursParams(swap_every=config.swap_every, step_cost=config.step_cost, size=config.grid_size)
+    env_params = tc.TwoColoursParams(
+        swap_every=config.swap_every, step_cost=config.step_cost, size=config.grid_size
+    )
     env = tc.env_fns(env_params)
     net = ac.ACNet(num_actions=tc.NUM_ACTIONS)
     cfg = meta_ac.MetaACConfig(
@@ -100,8 +119,12 @@ def run(config: BMGTwoColoursConfig, key: jax.Array) -> dict[str, jax.Array]:
         name = _label(L)
         out[f"lifetime/{name}"] = jnp.mean(m["reward"])
         out[f"reward/{name}"] = m["reward"].reshape(config.curve_points, -1).mean(-1)
-        out[f"entropy_weight/{name}"] = m["entropy_weight"].reshape(config.curve_points, -1).mean(-1)
-        out[f"policy_entropy/{name}"] = m["policy_entropy"].reshape(config.curve_points, -1).mean(-1)
+        out[f"entropy_weight/{name}"] = (
+            m["entropy_weight"].reshape(config.curve_points, -1).mean(-1)
+        )
+        out[f"policy_entropy/{name}"] = (
+            m["policy_entropy"].reshape(config.curve_points, -1).mean(-1)
+        )
     return out
 
 

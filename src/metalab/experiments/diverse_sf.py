@@ -37,7 +37,8 @@ class DiverseSFConfig:
     init_scale: float = param(1.0, "std of the random initial logits", lo=0.0)
     eps: float = param(1e-3, "smoothing of the discriminator's occupancies", lo=1e-8)
     distinct_frac: float = param(
-        0.25, "distinct if SF distance >= this x the distance of two goal-reaching policies",
+        0.25,
+        "distinct if SF distance >= this x the distance of two goal-reaching policies",
         lo=0.0,
     )
     optimality_tol: float = param(0.01, "slack on the optimality ratio", lo=0.0, hi=0.5)

@@ -39,7 +39,9 @@ class DominoGridConfig:
     gamma: float = param(0.95, "discount", lo=0.5, hi=0.999)
     alpha: float = param(0.9, "optimality ratio of the constraint v_i >= alpha v*", lo=0.0, hi=1.0)
     l0: float = param(1.0, "Van der Waals target distance in SF space", lo=1e-3)
-    diversity: str = param("vdw", "diversity reward of DOMiNO and fixed mixing", choices=dm.DIVERSITY)
+    diversity: str = param(
+        "vdw", "diversity reward of DOMiNO and fixed mixing", choices=dm.DIVERSITY
+    )
     target: str = param(
         "exact", "v*: exact optimum, or latent 0's value (paper)", choices=("exact", "latent0")
     )
@@ -51,7 +53,8 @@ class DominoGridConfig:
         (0.5, 0.9, 0.99), "extrinsic weights of the fixed-mixing baselines", lo=0.0, hi=1.0
     )
     distinct_frac: float = param(
-        0.25, "distinct if min SF distance >= this x the distance of two goal-reaching policies",
+        0.25,
+        "distinct if min SF distance >= this x the distance of two goal-reaching policies",
         lo=0.0,
     )
     optimality_tol: float = param(0.005, "slack on the optimality ratio", lo=0.0, hi=0.5)
@@ -95,7 +98,9 @@ def run(config: DominoGridConfig, key: jax.Array) -> dict[str, jax.Array]:
     out: dict[str, jax.Array] = {}
     n_log = config.steps // config.log_every
     out["min_distance_curve@x"] = (jnp.arange(n_log) + 1.0) * config.log_every
-    for name, mixing, lam in _methods(config):
+    n = config.n_policies
+
+    def train_eval(mixing: str, lam):
         params = dm.DominoParams(
             jnp.asarray(config.alpha),
             jnp.asarray(config.l0),
@@ -103,25 +108,36 @@ def run(config: DominoGridConfig, key: jax.Array) -> dict[str, jax.Array]:
             jnp.asarray(config.multiplier_lr),
             jnp.asarray(lam),
         )
-        train = dm.make_train(
-            config.n_policies, config.steps, config.diversity, mixing, "npg", config.init_scale
-        )
+        train = dm.make_train(n, config.steps, config.diversity, mixing, "npg", config.init_scale)
         state, info = train(key, mdp, params, v_target)
         psi, v = dm.evaluate(mdp, state.logits)
-        n = config.n_policies
         dist = dm.pairwise_distances(psi) + jnp.diag(jnp.full(n, jnp.inf))
-        min_d = jnp.min(dist)
-        min_ratio = jnp.min(v) / v_star
-        ok = (min_ratio >= config.alpha - config.optimality_tol) & (min_d >= thr)
-        out[f"success/{name}"] = ok.astype(jnp.float32)
-        out[f"min_ratio/{name}"] = min_ratio
-        out[f"min_distance/{name}"] = min_d
         curve_psi = info["psi"][config.log_every - 1 :: config.log_every][:n_log]
-        curve_d = jax.vmap(lambda p: jnp.min(dm.pairwise_distances(p) + 9.0 * jnp.eye(n)))(curve_psi)
         curve_v = info["value"][config.log_every - 1 :: config.log_every][:n_log]
-        out[f"min_distance_curve/{name}"] = curve_d
-        out[f"min_ratio_curve/{name}"] = jnp.min(curve_v, axis=1) / v_star
-        out[f"final_lambda/{name}"] = jnp.mean(info["lambda"][-1])
+        curve_d = jax.vmap(lambda p: jnp.min(dm.pairwise_distances(p) + 9.0 * jnp.eye(n)))(
+            curve_psi
+        )
+        return {
+            "min_distance": jnp.min(dist),
+            "min_ratio": jnp.min(v) / v_star,
+            "min_distance_curve": curve_d,
+            "min_ratio_curve": jnp.min(curve_v, axis=1) / v_star,
+            "final_lambda": jnp.mean(info["lambda"][-1]),
+        }
+
+    # DOMiNO, then every baseline in one vmapped run: "independent" is fixed mixing with
+    # lambda = 1 (extrinsic reward only), identical to mixing="none".
+    results = {"domino": train_eval("lagrange", 0.5)}
+    names = [name for name, _, _ in _methods(config)[1:]]
+    lams = jnp.asarray([1.0, *config.fixed_lambdas])
+    batched = jax.vmap(lambda lam: train_eval("fixed", lam))(lams)
+    for i, name in enumerate(names):
+        results[name] = jax.tree.map(lambda x, i=i: x[i], batched)
+    for name, r in results.items():
+        ok = (r["min_ratio"] >= config.alpha - config.optimality_tol) & (r["min_distance"] >= thr)
+        out[f"success/{name}"] = ok.astype(jnp.float32)
+        for k, v in r.items():
+            out[f"{k}/{name}"] = v
     return out
 
 

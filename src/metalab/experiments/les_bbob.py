@@ -40,6 +40,7 @@ class LESBBOBConfig:
     sigma0: float = param(1.0, "initial search scale (LES std_init)", lo=1e-3, hi=10.0)
     init_range: float = param(2.0, "initial mean ~ U[-r, r]^D", lo=0.0, hi=5.0)
     weights: str = param("les", "LES weights: 'les' (metalab shipped), 'evosax-les' or an npz path")
+    tune: bool = param(True, "tune baselines over their grids (False: one default setting each)")
 
 
 def _les_entry(config) -> list:
@@ -59,11 +60,19 @@ def _evosax_les_entry(config) -> list:
 
 def methods_for(config) -> dict:
     n, d = config.population_size, config.num_dims
+    if config.tune:
+        grids = (openes_grid(n, d), snes_grid(n, d), gaussian_ga_grid(n, d))
+    else:
+        grids = (
+            openes_grid(n, d, stds=(1.0,), lrs=(0.1,)),
+            snes_grid(n, d, stds=(1.0,)),
+            gaussian_ga_grid(n, d, stds=(0.3,)),
+        )
     return {
         "les": _les_entry(config),
-        "openes": openes_grid(n, d),
-        "snes": snes_grid(n, d),
-        "gaussian_ga": gaussian_ga_grid(n, d),
+        "openes": grids[0],
+        "snes": grids[1],
+        "gaussian_ga": grids[2],
         "evosax_les": _evosax_les_entry(config),
     }
 
@@ -99,8 +108,11 @@ def win_checks(
     per-function best grid setting). A win is a lower score by more than ``TIE``; ties are
     dropped from the one-sided sign test. Pass rule: wins > F/2 and sign-test p < 0.05.
     """
-    grids = {k.split("/", 1)[1]: np.stack([m[k] for m in metrics_list])
-             for k in metrics_list[0] if k.startswith("fn_grid/")}
+    grids = {
+        k.split("/", 1)[1]: np.stack([m[k] for m in metrics_list])
+        for k in metrics_list[0]
+        if k.startswith("fn_grid/")
+    }
     ours = tuned_values(grids[method]).mean(axis=0)  # (F,)
     checks, lines = [], []
     norm = tuned_values(grids[normaliser]).mean(axis=0) if normaliser else None
@@ -127,7 +139,9 @@ def win_checks(
                 test="sign test over functions; effect = median difference in mean log10 regret",
             )
         )
-        lines.append(f"{b}: {method} wins {wins}, loses {losses}, ties {n_fns - wins - losses}{rel}")
+        lines.append(
+            f"{b}: {method} wins {wins}, loses {losses}, ties {n_fns - wins - losses}{rel}"
+        )
     per_fn = ", ".join(f"{f} {v:.2f}" for f, v in zip(fns, ours, strict=True))
     lines.append(f"{method} mean log10 regret per function: {per_fn}")
     return checks, lines
@@ -164,7 +178,11 @@ EXPERIMENT = Experiment(
     config_cls=LESBBOBConfig,
     presets={
         "smoke": LESBBOBConfig(
-            fns=("ellipsoidal", "step_ellipsoidal"), num_dims=4, population_size=8, generations=5
+            fns=("ellipsoidal", "step_ellipsoidal"),
+            num_dims=4,
+            population_size=8,
+            generations=5,
+            tune=False,
         ),
         "quick": LESBBOBConfig(),
         "full": LESBBOBConfig(num_dims=100, population_size=256, generations=1000),

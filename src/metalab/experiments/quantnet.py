@@ -55,21 +55,50 @@ class QuantNetConfig:
 
 
 PRESETS = {
-    "smoke": QuantNetConfig(n_markets=3, max_assets=3, n_days=300, test_days=40, short_days=60,
-                            hidden=4, window=40, burn_in=10, batch=2, steps=3, lookback=20),
+    "smoke": QuantNetConfig(
+        n_markets=3,
+        max_assets=3,
+        n_days=300,
+        test_days=40,
+        short_days=60,
+        hidden=4,
+        window=40,
+        burn_in=10,
+        batch=2,
+        steps=3,
+        lookback=20,
+    ),
     "quick": QuantNetConfig(),
-    "full": QuantNetConfig(n_markets=58, max_assets=60, n_days=5000, test_days=1000,
-                           short_days=750, hidden=64, steps=20_000, batch=16),
+    "full": QuantNetConfig(
+        n_markets=58,
+        max_assets=60,
+        n_days=5000,
+        test_days=1000,
+        short_days=750,
+        hidden=64,
+        steps=20_000,
+        batch=16,
+    ),
 }
 
 
 def run(cfg: QuantNetConfig, key: jax.Array) -> dict[str, jax.Array]:
     """One seed: one panel, QuantNet and no-transfer trained, all strategies scored on the test."""
     k_data, k_q, k_n = jax.random.split(key, 3)
-    data = generate_markets(k_data, cfg.n_markets, cfg.max_assets, cfg.n_days, cfg.test_days,
-                            cfg.short_frac, cfg.short_days, cfg.regime_days, cfg.trend)
-    st = QuantNetSettings(cfg.hidden, cfg.window, cfg.burn_in, cfg.batch, cfg.steps,
-                          cfg.learning_rate)
+    data = generate_markets(
+        k_data,
+        cfg.n_markets,
+        cfg.max_assets,
+        cfg.n_days,
+        cfg.test_days,
+        cfg.short_frac,
+        cfg.short_days,
+        cfg.regime_days,
+        cfg.trend,
+    )
+    st = QuantNetSettings(
+        cfg.hidden, cfg.window, cfg.burn_in, cfg.batch, cfg.steps, cfg.learning_rate
+    )
     prep = prepare(data, st)
     train_end = cfg.n_days - cfg.test_days
     strategies = baseline_positions(data, prep, st, cfg.lookback)
@@ -86,7 +115,8 @@ def run(cfg: QuantNetConfig, key: jax.Array) -> dict[str, jax.Array]:
         out[f"sharpe/{name}"] = jnp.median(sr)
         out[f"calmar/{name}"] = jnp.median(cr)
         out[f"sharpe_short_history/{name}"] = jnp.sum(jnp.where(short, sr, 0.0)) / jnp.maximum(
-            short.sum(), 1)
+            short.sum(), 1
+        )
     return out
 
 
@@ -94,11 +124,17 @@ def _check(name: str, metric: str, a: np.ndarray, b: np.ndarray, rival: str) -> 
     t = stats.wilcoxon(a, b, alternative="greater")
     d = a - b
     lo, hi = stats.bootstrap_ci(d, np.median)[1:] if d.size > 2 else (np.nan, np.nan)
-    return Check(name, f"median over seeds of (QuantNet - {rival}) median-market {metric}",
-                 float(np.median(d)), bool(t.p_value < 0.05 and np.median(d) > 0),
-                 "one-sided p < 0.05 and median difference > 0", p_value=t.p_value,
-                 effect_size=t.effect_size, ci=(float(lo), float(hi)),
-                 test="Wilcoxon signed-rank over seeds, one-sided")
+    return Check(
+        name,
+        f"median over seeds of (QuantNet - {rival}) median-market {metric}",
+        float(np.median(d)),
+        bool(t.p_value < 0.05 and np.median(d) > 0),
+        "one-sided p < 0.05 and median difference > 0",
+        p_value=t.p_value,
+        effect_size=t.effect_size,
+        ci=(float(lo), float(hi)),
+        test="Wilcoxon signed-rank over seeds, one-sided",
+    )
 
 
 def verdict(metrics: list[dict[str, np.ndarray]], cfg: QuantNetConfig) -> Verdict:
@@ -107,32 +143,56 @@ def verdict(metrics: list[dict[str, np.ndarray]], cfg: QuantNetConfig) -> Verdic
     checks = []
     for metric in ("sharpe", "calmar"):
         q = get(f"{metric}/quantnet")
-        checks.append(_check(f"QuantNet beats no-transfer on {metric}", metric, q,
-                             get(f"{metric}/no_transfer"), "no-transfer"))
+        checks.append(
+            _check(
+                f"QuantNet beats no-transfer on {metric}",
+                metric,
+                q,
+                get(f"{metric}/no_transfer"),
+                "no-transfer",
+            )
+        )
         best = max(BASELINES, key=lambda b, m=metric: get(f"{m}/{b}").mean())
-        checks.append(_check(f"QuantNet beats the best baseline ({best}) on {metric}", metric, q,
-                             get(f"{metric}/{best}"), best))
+        checks.append(
+            _check(
+                f"QuantNet beats the best baseline ({best}) on {metric}",
+                metric,
+                q,
+                get(f"{metric}/{best}"),
+                best,
+            )
+        )
     med = lambda k: float(np.median(get(k)))
     names = ("quantnet", "no_transfer") + BASELINES
-    notes = ("Median over seeds of the median-market test Sharpe: "
-             + ", ".join(f"{n} {med(f'sharpe/{n}'):.2f}" for n in names)
-             + "; Calmar: " + ", ".join(f"{n} {med(f'calmar/{n}'):.2f}" for n in names)
-             + "; short-history markets' mean Sharpe: "
-             + ", ".join(f"{n} {med(f'sharpe_short_history/{n}'):.2f}" for n in names)
-             + ". The best baseline is chosen per metric as the one with the highest mean over "
-               "seeds (the strictest comparison). Synthetic panels, not the paper's 58 markets.")
+    notes = (
+        "Median over seeds of the median-market test Sharpe: "
+        + ", ".join(f"{n} {med(f'sharpe/{n}'):.2f}" for n in names)
+        + "; Calmar: "
+        + ", ".join(f"{n} {med(f'calmar/{n}'):.2f}" for n in names)
+        + "; short-history markets' mean Sharpe: "
+        + ", ".join(f"{n} {med(f'sharpe_short_history/{n}'):.2f}" for n in names)
+        + ". The best baseline is chosen per metric as the one with the highest mean over "
+        "seeds (the strictest comparison). Synthetic panels, not the paper's 58 markets."
+    )
     n_pass = sum(c.passed for c in checks)
-    return Verdict(checks=tuple(checks), summary=f"{n_pass}/4 QuantNet comparisons hold",
-                   notes=notes)
+    return Verdict(
+        checks=tuple(checks), summary=f"{n_pass}/4 QuantNet comparisons hold", notes=notes
+    )
 
 
 EXPERIMENT = Experiment(
     name="quantnet",
-    paper=Paper("QuantNet: Transferring Learning Across Systematic Trading Strategies",
-                "Koshiyama, Flennerhag, Blumberg, Firoozye, Treleaven", 2020, "2004.03445"),
-    claim=("QuantNet's shared model across markets gives higher out-of-sample Sharpe and Calmar "
-           "ratios than the no-transfer variant and than buy-and-hold, risk parity and "
-           "time-series momentum."),
+    paper=Paper(
+        "QuantNet: Transferring Learning Across Systematic Trading Strategies",
+        "Koshiyama, Flennerhag, Blumberg, Firoozye, Treleaven",
+        2020,
+        "2004.03445",
+    ),
+    claim=(
+        "QuantNet's shared model across markets gives higher out-of-sample Sharpe and Calmar "
+        "ratios than the no-transfer variant and than buy-and-hold, risk parity and "
+        "time-series momentum."
+    ),
     config_cls=QuantNetConfig,
     presets=PRESETS,
     run=run,

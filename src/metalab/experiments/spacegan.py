@@ -1,4 +1,4 @@
-"""Reproduction ``spacegan``: MIE checkpoint selection, neighbour conditioning, GAN-augmented ensembles.
+"""Reproduction ``spacegan``: MIE selection, neighbour conditioning, GAN-augmented ensembles.
 
 Claims (Klemmer, Koshiyama, Flennerhag 2019): SpaceGAN reproduces the spatial autocorrelation of
 the data: the generator selected by MIE matches the real local Moran's I better than other
@@ -39,8 +39,9 @@ from metalab.models.spatial_data import load_baltimore, quadrant_folds, standard
 
 @dataclass(frozen=True)
 class SpaceGANConfig:
-    datasets: tuple[str, ...] = param(("toy", "baltimore"), "datasets to run",
-                                      choices=("toy", "baltimore"))
+    datasets: tuple[str, ...] = param(
+        ("toy", "baltimore"), "datasets to run", choices=("toy", "baltimore")
+    )
     grid_side: int = param(20, "side of the regenerated toy grid (n = side^2)", lo=4)
     k_neighbours: int = param(8, "k of the kNN spatial weights", lo=1)
     hidden: int = param(64, "units per hidden layer of G and D", lo=1)
@@ -56,11 +57,26 @@ class SpaceGANConfig:
 
 
 PRESETS = {
-    "smoke": SpaceGANConfig(grid_side=6, k_neighbours=4, hidden=8, steps=20, ckpt_every=10,
-                            n_draws=2, ensemble_size=2, learner_hidden=4, learner_steps=5),
+    "smoke": SpaceGANConfig(
+        grid_side=6,
+        k_neighbours=4,
+        hidden=8,
+        steps=20,
+        ckpt_every=10,
+        n_draws=2,
+        ensemble_size=2,
+        learner_hidden=4,
+        learner_steps=5,
+    ),
     "quick": SpaceGANConfig(),
-    "full": SpaceGANConfig(grid_side=32, steps=20_000, ckpt_every=200, n_draws=100,
-                           ensemble_size=50, learner_steps=2000),
+    "full": SpaceGANConfig(
+        grid_side=32,
+        steps=20_000,
+        ckpt_every=200,
+        n_draws=100,
+        ensemble_size=50,
+        learner_steps=2000,
+    ),
 }
 
 
@@ -78,8 +94,9 @@ def _dataset(name: str, cfg: SpaceGANConfig, key: jax.Array):
 
 
 def _one_dataset(name: str, cfg: SpaceGANConfig, key: jax.Array) -> dict[str, jax.Array]:
-    st = SpaceGANSettings(cfg.hidden, cfg.noise_dim, cfg.steps, cfg.ckpt_every, cfg.lr, cfg.lr,
-                          cfg.n_draws)
+    st = SpaceGANSettings(
+        cfg.hidden, cfg.noise_dim, cfg.steps, cfg.ckpt_every, cfg.lr, cfg.lr, cfg.n_draws
+    )
     k_data, k_gan, k_eval, k_ens = jax.random.split(key, 4)
     data = _dataset(name, cfg, k_data)
     n = data.y.shape[0]
@@ -90,7 +107,9 @@ def _one_dataset(name: str, cfg: SpaceGANConfig, key: jax.Array) -> dict[str, ja
     nbr = jnp.array([1.0, 0.0, 1.0, 1.0, 1.0, 1.0])
     cond, ys = jax.vmap(lambda m, b: make_condition(data, w, m, b))(masks, nbr)
     train = make_spacegan(st)
-    res = jax.vmap(train, in_axes=(0, 0, 0, None, 0))(jax.random.split(k_gan, 6), cond, ys, w, masks)
+    res = jax.vmap(train, in_axes=(0, 0, 0, None, 0))(
+        jax.random.split(k_gan, 6), cond, ys, w, masks
+    )
     out: dict[str, jax.Array] = {}
     # checkpoint comparison on the full-data GAN with neighbours, fresh draws
     i_real = local_moran(ys[0], w)
@@ -118,15 +137,22 @@ def _one_dataset(name: str, cfg: SpaceGANConfig, key: jax.Array) -> dict[str, ja
         gen_t = sample(params_g, k1, c_f, m_ens, st)  # (M, n), standardised units
         # one vmapped fit for all three ensembles: M GAN members, M bagged members, 1 single
         targets = jnp.concatenate([gen_t, jnp.broadcast_to(y_f, (m_ens + 1, n))])
-        weights = jnp.concatenate([jnp.broadcast_to(tr_mask, (m_ens, n)),
-                                   bootstrap_weights(k2, tr_mask, m_ens), tr_mask[None]])
-        p = fit_ensemble(k3, feats, targets, weights, cfg.learner_hidden, cfg.learner_steps,
-                         cfg.learner_lr)
+        weights = jnp.concatenate(
+            [
+                jnp.broadcast_to(tr_mask, (m_ens, n)),
+                bootstrap_weights(k2, tr_mask, m_ens),
+                tr_mask[None],
+            ]
+        )
+        p = fit_ensemble(
+            k3, feats, targets, weights, cfg.learner_hidden, cfg.learner_steps, cfg.learner_lr
+        )
         groups = (slice(0, m_ens), slice(m_ens, 2 * m_ens), slice(2 * m_ens, 2 * m_ens + 1))
         errs = []
         for g in groups:
-            pred = predict_ensemble(jax.tree_util.tree_map(lambda a, g=g: a[g], p), feats,
-                                    cfg.learner_hidden)
+            pred = predict_ensemble(
+                jax.tree_util.tree_map(lambda a, g=g: a[g], p), feats, cfg.learner_hidden
+            )
             errs.append(jnp.sqrt((te_mask * (pred - y_f) ** 2).sum() / te_mask.sum()))
         return jnp.stack(errs)
 
@@ -150,27 +176,43 @@ def _check(name: str, better: np.ndarray, worse: np.ndarray, what: str) -> Check
     gap = np.log(worse) - np.log(better)
     t = stats.wilcoxon(gap, alternative="greater")
     lo, hi = stats.bootstrap_ci(gap, np.median)[1:] if gap.size > 2 else (np.nan, np.nan)
-    return Check(name, f"median log({what})", float(np.median(gap)),
-                 bool(t.p_value < 0.05 and np.median(gap) > 0),
-                 "one-sided p < 0.05 and median > 0", p_value=t.p_value,
-                 effect_size=t.effect_size, ci=(float(lo), float(hi)),
-                 test="Wilcoxon signed-rank over seeds x datasets, one-sided")
+    return Check(
+        name,
+        f"median log({what})",
+        float(np.median(gap)),
+        bool(t.p_value < 0.05 and np.median(gap) > 0),
+        "one-sided p < 0.05 and median > 0",
+        p_value=t.p_value,
+        effect_size=t.effect_size,
+        ci=(float(lo), float(hi)),
+        test="Wilcoxon signed-rank over seeds x datasets, one-sided",
+    )
 
 
 def verdict(metrics: list[dict[str, np.ndarray]], cfg: SpaceGANConfig) -> Verdict:
     """Four checks from the paper's claims (pooled over seeds and datasets)."""
     get = lambda g, m: np.array([float(r[f"{g}_{d}/{m}"]) for r in metrics for d in cfg.datasets])
-    sel, last, rsel, nonb = (get("mie", k) for k in ("mie_selected", "last", "rmse_selected",
-                                                      "no_neighbours"))
+    sel, last, rsel, nonb = (
+        get("mie", k) for k in ("mie_selected", "last", "rmse_selected", "no_neighbours")
+    )
     gan, bag = get("cv_rmse", "spacegan_ensemble"), get("cv_rmse", "bagging")
     checks = (
         _check("MIE-selected beats last checkpoint on MIE", sel, last, "MIE last / MIE selected"),
-        _check("MIE-selected beats RMSE-selected checkpoint on MIE", sel, rsel,
-               "MIE RMSE-sel / MIE MIE-sel"),
-        _check("removing neighbour conditioning raises MIE", sel, nonb,
-               "MIE no-neighbours / MIE with"),
-        _check("SpaceGAN-augmented ensemble beats bagging (spatial block CV RMSE)", gan, bag,
-               "RMSE bagging / RMSE SpaceGAN ensemble"),
+        _check(
+            "MIE-selected beats RMSE-selected checkpoint on MIE",
+            sel,
+            rsel,
+            "MIE RMSE-sel / MIE MIE-sel",
+        ),
+        _check(
+            "removing neighbour conditioning raises MIE", sel, nonb, "MIE no-neighbours / MIE with"
+        ),
+        _check(
+            "SpaceGAN-augmented ensemble beats bagging (spatial block CV RMSE)",
+            gan,
+            bag,
+            "RMSE bagging / RMSE SpaceGAN ensemble",
+        ),
     )
     parts = []
     for d in cfg.datasets:
@@ -180,19 +222,29 @@ def verdict(metrics: list[dict[str, np.ndarray]], cfg: SpaceGANConfig) -> Verdic
             f"RMSE-selected {g('mie', 'rmse_selected'):.3f}, no neighbours "
             f"{g('mie', 'no_neighbours'):.3f}; CV RMSE SpaceGAN ensemble "
             f"{g('cv_rmse', 'spacegan_ensemble'):.3f}, bagging {g('cv_rmse', 'bagging'):.3f}, "
-            f"single {g('cv_rmse', 'single'):.3f} (standardised units)")
+            f"single {g('cv_rmse', 'single'):.3f} (standardised units)"
+        )
     passed = sum(c.passed for c in checks)
-    return Verdict(checks=checks, summary=f"{passed}/4 SpaceGAN claims hold at this scale",
-                   notes="Medians over seeds. " + "; ".join(parts) + ".")
+    return Verdict(
+        checks=checks,
+        summary=f"{passed}/4 SpaceGAN claims hold at this scale",
+        notes="Medians over seeds. " + "; ".join(parts) + ".",
+    )
 
 
 EXPERIMENT = Experiment(
     name="spacegan",
-    paper=Paper("Augmenting correlation structures in spatial data using deep generative models",
-                "Klemmer, Koshiyama, Flennerhag", 2019, "1905.09796"),
-    claim=("SpaceGAN with MIE checkpoint selection reproduces local spatial autocorrelation "
-           "(better than last or RMSE-selected checkpoints, and thanks to neighbour conditioning), "
-           "and its samples make better ensembles than bootstrap bagging under spatial CV."),
+    paper=Paper(
+        "Augmenting correlation structures in spatial data using deep generative models",
+        "Klemmer, Koshiyama, Flennerhag",
+        2019,
+        "1905.09796",
+    ),
+    claim=(
+        "SpaceGAN with MIE checkpoint selection reproduces local spatial autocorrelation "
+        "(better than last or RMSE-selected checkpoints, and thanks to neighbour conditioning), "
+        "and its samples make better ensembles than bootstrap bagging under spatial CV."
+    ),
     config_cls=SpaceGANConfig,
     presets=PRESETS,
     run=run,

@@ -66,6 +66,20 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "metric"
 
 
+def _min_positive(methods: dict[str, np.ndarray]) -> float:
+    vals = np.concatenate([v.ravel() for v in methods.values()])
+    pos = vals[vals > 0]
+    return float(pos.min()) if pos.size else 1.0
+
+
+def _wants_log(methods: dict[str, np.ndarray]) -> bool:
+    """Log scale for non-negative curves spanning more than three decades."""
+    vals = np.concatenate([v.ravel() for v in methods.values()])
+    if vals.size == 0 or vals.min() < 0 or vals.max() <= 0:
+        return False
+    return bool(vals.max() / _min_positive(methods) > 1e3)
+
+
 def plot_curves(metrics_list: Sequence[Metrics], out_dir: Path, title: str) -> list[Path]:
     paths = []
     for group, methods in grouped(metrics_list, 1).items():
@@ -84,12 +98,9 @@ def plot_curves(metrics_list: Sequence[Metrics], out_dir: Path, title: str) -> l
         )
         ax.set_xlabel("step")
         ax.set_ylabel(group)
-        if np.all(np.concatenate([v.ravel() for v in methods.values()]) > 0):
-            span = max(v.max() for v in methods.values()) / max(
-                min(v.min() for v in methods.values()), 1e-300
-            )
-            if span > 1e3:
-                ax.set_yscale("log")
+        if _wants_log(methods):
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=_min_positive(methods))
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = out_dir / f"curve_{_safe(group)}.png"

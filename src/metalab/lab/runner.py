@@ -104,7 +104,7 @@ def execute(
         spec.seeds,
         executor,
     )
-    size = chunk or default_chunk(len(todo) or 1)
+    size = chunk or default_chunk(len(todo) or 1, cap=exp.max_chunk or 8)
     chunks = chunk_seeds(todo, size)
     run_t0 = time.perf_counter()
     if todo:

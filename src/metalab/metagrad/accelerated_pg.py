@@ -25,8 +25,9 @@ advantage (:mod:`metalab.rl.envs.garnet`). The objective :math:`J(\pi)=\rho^\top
         0, \beta_{\max}\big),
 
   with :math:`g_t = \partial_\beta \ell_t` and :math:`v_t` a running mean (rate 0.1) of
-  :math:`g_t^2` (an RMSProp meta-step: the raw gradient vanishes as the policy converges), i.e. the prediction is pulled towards where the policy actually went: :math:`\beta` grows while
-  successive steps agree and shrinks after an overshoot.
+  :math:`g_t^2` (an RMSProp meta-step: the raw gradient vanishes as the policy converges).
+  The prediction is pulled towards where the policy actually went: :math:`\beta` grows
+  while successive steps agree and shrinks after an overshoot.
 
 ``solve(mdp, method, ...)`` runs ``num_iters`` iterations in one ``lax.scan`` and returns the
 curve of :math:`J(\pi_t)` (and :math:`\beta_t`).
@@ -133,7 +134,13 @@ def solve(
         raise ValueError(f"beta must be in [0, beta_max={beta_max}], got {beta}")
     S, A = mdp.R.shape
     z0 = jnp.zeros((S, A))
-    s0 = PGState(z=z0, z_prev=z0, adv_prev=advantage(mdp, z0), beta=jnp.asarray(beta, jnp.float32), beta_v=jnp.zeros(()))
+    s0 = PGState(
+        z=z0,
+        z_prev=z0,
+        adv_prev=advantage(mdp, z0),
+        beta=jnp.asarray(beta, jnp.float32),
+        beta_v=jnp.zeros(()),
+    )
 
     def body(s, _):
         s2 = step(mdp, s, method, lr, meta_lr, beta_max)

@@ -42,7 +42,9 @@ MATCHES = ("kl", "l2")
 def check_bmg_args(num_bootstrap: int, match: str, target_step: float) -> None:
     """Raise ``ValueError`` naming the field if a BMG setting is impossible."""
     if int(num_bootstrap) < 0:
-        raise ValueError(f"num_bootstrap (L) must be >= 0 (0 = standard meta-gradient), got {num_bootstrap}")
+        raise ValueError(
+            f"num_bootstrap (L) must be >= 0 (0 = standard meta-gradient), got {num_bootstrap}"
+        )
     if match not in MATCHES:
         raise ValueError(f"match must be one of {MATCHES}, got {match!r}")
     if not isinstance(target_step, jax.Array) and float(target_step) <= 0:
@@ -56,8 +58,10 @@ def inner_updates(
     inner_xs: Any,
     truncation: int | None = None,
 ) -> PyTree:
-    """:math:`x_K(w)`: ``params <- update_fn(params, meta, x_k)`` over the leading axis of ``inner_xs``."""
-    final, _ = unroll(lambda p, x, k: (update_fn(p, meta, x), None), params, inner_xs, truncation=truncation)
+    """:math:`x_K(w)`: apply ``update_fn(params, meta, x_k)`` for each ``x_k`` in ``inner_xs``."""
+    final, _ = unroll(
+        lambda p, x, k: (update_fn(p, meta, x), None), params, inner_xs, truncation=truncation
+    )
     return final
 
 
@@ -82,7 +86,9 @@ def bmg_target(
         g = jax.grad(objective_fn)(p, target_x)
         return jax.tree.map(lambda a, b: a - target_step * b, p, g)
 
-    return bootstrap_target(lambda p, i: update_fn(p, meta_sg, target_x), params_k, num_bootstrap - 1, final)
+    return bootstrap_target(
+        lambda p, i: update_fn(p, meta_sg, target_x), params_k, num_bootstrap - 1, final
+    )
 
 
 def meta_loss(
@@ -99,7 +105,9 @@ def meta_loss(
     project_fn: Callable[[PyTree, Any], Any] | None = None,
     truncation: int | None = None,
 ) -> Any:
-    """The meta-loss of the standard meta-gradient (``L = 0``) or BMG (``L >= 1``); minimise in ``meta``.
+    """The meta-loss of the standard meta-gradient (``L = 0``) or BMG (``L >= 1``).
+
+    Minimised with respect to ``meta``.
 
     Args:
       meta: meta-parameters ``w`` (any pytree).
@@ -118,7 +126,9 @@ def meta_loss(
     params_k = inner_updates(meta, params, update_fn, inner_xs, truncation)
     if num_bootstrap == 0:
         return objective_fn(params_k, target_x)
-    target = bmg_target(meta, params_k, update_fn, objective_fn, target_x, num_bootstrap, target_step)
+    target = bmg_target(
+        meta, params_k, update_fn, objective_fn, target_x, num_bootstrap, target_step
+    )
     if match == "l2":
         return bmg_loss(params_k, target, squared_distance)
     if project_fn is None:

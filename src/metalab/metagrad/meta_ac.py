@@ -10,7 +10,8 @@ online scheme):
    :math:`\tau_{k+1}` with :math:`\theta_{k+1}` (``tau_0`` is carried from the previous step);
 2. compute the meta-loss on :math:`\tau_K` (standard: ``L = 0``; BMG: ``L >= 1``, see
    :mod:`metalab.metagrad.bmg`) by differentiating through the ``K`` updates, and take one
-   Adam step on :math:`\phi` (minimising the meta-loss);
+   Adam step on :math:`\phi` (minimising the meta-loss; the meta-gradient is clipped to
+   global norm 1 and non-finite entries are zeroed);
 3. update the context statistics.
 
 ``mode="fixed"`` skips step 2 (a fixed-hyperparameter baseline with identical data flow).
@@ -131,7 +132,9 @@ def make_meta_train(
     step over the K rollouts), ``entropy_weight``, ``lr``, ``policy_entropy``, ``meta_loss``.
     ``mask`` ([6]) multiplies the context features (0 switches a feature off).
     """
-    opt = optax.adam(cfg.meta_lr)
+    # Adam on phi, after clipping the meta-gradient's global norm to 1 and zeroing non-finite
+    # entries (a meta-gradient through an exploding inner step must not poison phi)
+    opt = optax.chain(optax.zero_nans(), optax.clip_by_global_norm(1.0), optax.adam(cfg.meta_lr))
     apply_fn = net.apply
     n_actions = net.num_actions
 
@@ -150,7 +153,9 @@ def make_meta_train(
     def train(key, phi0: PyTree, mask: jnp.ndarray) -> dict:
         k_init, k_first, k_run = jax.random.split(key, 3)
         s0 = ac.init(k_init, env, net, cfg.num_envs)
-        ro0, es0, o0 = ac.collect(k_first, s0.params, env, s0.env_state, s0.obs, apply_fn, cfg.rollout_len)
+        ro0, es0, o0 = ac.collect(
+            k_first, s0.params, env, s0.env_state, s0.obs, apply_fn, cfg.rollout_len
+        )
         ctx0 = ContextState(*(jnp.zeros(()) for _ in range(4)))
         state = MetaACState(s0.params, ro0, es0, o0, phi0, opt.init(phi0), ctx0)
 
@@ -165,7 +170,9 @@ def make_meta_train(
                 return (p2, ro2, es2, o2), ro
 
             (p_k, ro_k, es, o), used = lax.scan(
-                inner, (st.params, st.rollout, st.env_state, st.obs), jax.random.split(k, cfg.inner_steps)
+                inner,
+                (st.params, st.rollout, st.env_state, st.obs),
+                jax.random.split(k, cfg.inner_steps),
             )
             if cfg.mode == "meta":
                 hyper_sg = lax.stop_gradient(hyper)
@@ -197,7 +204,8 @@ def make_meta_train(
             ctx = ContextState(
                 r_fast=st.ctx.r_fast + cfg.fast_rate * (r - st.ctx.r_fast),
                 r_slow=st.ctx.r_slow + cfg.slow_rate * (r - st.ctx.r_slow),
-                td_abs=st.ctx.td_abs + cfg.fast_rate * (jnp.mean(jnp.abs(terms["adv"])) - st.ctx.td_abs),
+                td_abs=st.ctx.td_abs
+                + cfg.fast_rate * (jnp.mean(jnp.abs(terms["adv"])) - st.ctx.td_abs),
                 entropy=terms["entropy"] / jnp.log(n_actions),
             )
             out = {

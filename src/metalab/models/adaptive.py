@@ -67,7 +67,9 @@ def split_scales(flat: Array, d_in: int, hidden: int) -> AdaptiveScales:
     """Split a flat ``(..., d_in + 13 H)`` vector into :class:`AdaptiveScales`."""
     sizes = (d_in, 4 * hidden, hidden, 4 * hidden, 4 * hidden)
     if flat.shape[-1] != sum(sizes):
-        raise ValueError(f"flat scalings have {flat.shape[-1]} entries; need d_in + 13 H = {sum(sizes)}")
+        raise ValueError(
+            f"flat scalings have {flat.shape[-1]} entries; need d_in + 13 H = {sum(sizes)}"
+        )
     idx, parts = 0, []
     for n in sizes:
         parts.append(flat[..., idx : idx + n])
@@ -147,7 +149,9 @@ class ALSTMCell(nn.RNNCellBase):
             (c_a, z), jnp.concatenate([x, h], axis=-1)
         )
         flat = 1.0 + nn.Dense(
-            d_in + 13 * hid, kernel_init=self.scale_init, bias_init=nn.initializers.zeros_init(),
+            d_in + 13 * hid,
+            kernel_init=self.scale_init,
+            bias_init=nn.initializers.zeros_init(),
             name="projection",
         )(z)
         scales = split_scales(flat, d_in, hid)
@@ -172,7 +176,8 @@ class ALSTMCell(nn.RNNCellBase):
 class AdaptiveDense(nn.Module):
     """Adaptive feed-forward layer ``y = D(tau) W D(pi) x + D(beta) b`` with ``1 + P z`` scalings.
 
-    ``__call__(x, z)``: ``x`` is ``(..., d_in)``, the context ``z`` is ``(..., d_z)``. With ``P = 0``
+    ``__call__(x, z)``: ``x`` is ``(..., d_in)``, the context ``z`` is ``(..., d_z)``. With
+    ``P = 0``
     (the default initialisation) it equals ``nn.Dense`` with the same kernel and bias.
     """
 
@@ -183,7 +188,9 @@ class AdaptiveDense(nn.Module):
     @nn.compact
     def __call__(self, x: Array, z: Array) -> Array:
         d_in = x.shape[-1]
-        flat = 1.0 + nn.Dense(d_in + 2 * self.features, kernel_init=self.scale_init, name="projection")(z)
+        flat = 1.0 + nn.Dense(
+            d_in + 2 * self.features, kernel_init=self.scale_init, name="projection"
+        )(z)
         pi, tau, beta = jnp.split(flat, [d_in, d_in + self.features], axis=-1)
         w = self.param("kernel", self.kernel_init, (d_in, self.features))
         b = self.param("bias", nn.initializers.zeros_init(), (self.features,))
@@ -212,8 +219,11 @@ class WordLM(nn.Module):
 
     def _cell(self) -> nn.RNNCellBase:
         if self.cell == "alstm":
-            init = (nn.initializers.normal(self.scale_init_std) if self.scale_init_std > 0
-                    else nn.initializers.zeros_init())
+            init = (
+                nn.initializers.normal(self.scale_init_std)
+                if self.scale_init_std > 0
+                else nn.initializers.zeros_init()
+            )
             return ALSTMCell(self.hidden, self.adapt, scale_init=init)
         if self.cell == "lstm":
             return nn.LSTMCell(self.hidden)

@@ -59,8 +59,10 @@ def _encode(words: Iterable[str], index: dict[str, int], split: str) -> np.ndarr
         i = index.get(w)
         if i is None:
             if UNK not in index:
-                raise ValueError(f"word {w!r} of the {split} split is not in the training vocabulary "
-                                 f"and the corpus has no {UNK} token")
+                raise ValueError(
+                    f"word {w!r} of the {split} split is not in the training vocabulary "
+                    f"and the corpus has no {UNK} token"
+                )
             i = index[UNK]
         ids.append(i)
     return np.asarray(ids, dtype=np.int32)
@@ -105,13 +107,18 @@ def read_wikitext2(root: str | Path, skip_empty: bool = False) -> Corpus:
 
 
 def batchify(ids: np.ndarray | jax.Array, batch_size: int) -> jax.Array:
-    """Cut a 1-d id stream into ``batch_size`` contiguous rows: ``(batch_size, len // batch_size)``."""
+    """Cut a 1-d id stream into ``batch_size`` contiguous rows ``(batch_size, len // batch_size)``.
+
+    Tokens that do not fill a row are dropped.
+    """
     ids = jnp.asarray(ids)
     if ids.ndim != 1:
         raise ValueError(f"ids must be a 1-d stream, got shape {ids.shape}")
     n = ids.shape[0] // batch_size
     if n < 2:
-        raise ValueError(f"stream of {ids.shape[0]} tokens is too short for batch_size={batch_size}")
+        raise ValueError(
+            f"stream of {ids.shape[0]} tokens is too short for batch_size={batch_size}"
+        )
     return ids[: n * batch_size].reshape(batch_size, n)
 
 

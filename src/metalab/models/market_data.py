@@ -71,6 +71,7 @@ def generate_markets(
         raise ValueError("need df > 2, 0 <= short_frac <= 1, n_days > test_days + short_days")
     ks = jax.random.split(key, 12)
     p_stay = 1.0 - 1.0 / regime_days
+
     # shared regime chain: 0 up, 1 down, 2 flat
     def regime_step(g, k):
         k1, k2 = jax.random.split(k)
@@ -79,8 +80,9 @@ def generate_markets(
         g = jnp.where(move, new, g)
         return g, g
 
-    _, g = jax.lax.scan(regime_step, jax.random.randint(ks[0], (), 0, 3),
-                        jax.random.split(ks[1], n_days))
+    _, g = jax.lax.scan(
+        regime_step, jax.random.randint(ks[0], (), 0, 3), jax.random.split(ks[1], n_days)
+    )
     drift = jnp.array([trend, -trend, 0.0])[g]
     vol_mult = jnp.array([1.0, 1.6, 0.9])[g]
     # market factors
@@ -93,8 +95,11 @@ def generate_markets(
 
     e_a = 0.00004 * jax.random.normal(ks[4], (n_days, n_markets))
     _, a = jax.lax.scan(ar_step, jnp.zeros(n_markets), e_a)
-    f = (beta[None] * drift[:, None] + a
-         + sig_m[None] * vol_mult[:, None] * _student_t(ks[5], df, (n_days, n_markets)))
+    f = (
+        beta[None] * drift[:, None]
+        + a
+        + sig_m[None] * vol_mult[:, None] * _student_t(ks[5], df, (n_days, n_markets))
+    )
     # assets
     b = jax.random.uniform(ks[6], (n_markets, max_assets), minval=0.6, maxval=1.4)
     s = jax.random.uniform(ks[7], (n_markets, max_assets), minval=0.006, maxval=0.014)
@@ -148,8 +153,10 @@ def load_returns_csv(
     df = df.dropna(subset=["_r"])
     dates = np.sort(df[date_col].unique())
     markets = sorted(df[market_col].astype(str).unique())
-    assets = [sorted(df.loc[df[market_col].astype(str) == m, asset_col].astype(str).unique())
-              for m in markets]
+    assets = [
+        sorted(df.loc[df[market_col].astype(str) == m, asset_col].astype(str).unique())
+        for m in markets
+    ]
     n_max = max(len(a) for a in assets)
     ret = np.zeros((len(markets), len(dates), n_max), np.float32)
     val = np.zeros_like(ret)

@@ -43,7 +43,7 @@ def restrict_weights(w: Array, mask: Array) -> Array:
 
 
 def spatial_lag(w: Array, v: Array) -> Array:
-    """``W v``: the weighted average of each point's neighbours' values (``v`` is ``(n,)`` or ``(n, d)``)."""
+    """``W v``: weighted average of the neighbours' values (``v`` is ``(n,)`` or ``(n, d)``)."""
     return w @ v
 
 

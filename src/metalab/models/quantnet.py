@@ -50,7 +50,7 @@ class QuantNetSettings(NamedTuple):
 
 
 class QuantNetState(NamedTuple):
-    """Parameters (``enc``/``dec`` stacked over markets; ``glob`` shared or stacked) and Adam state."""
+    """Parameters (``enc``/``dec`` per market; ``glob`` shared or per market) and Adam state."""
 
     params: Any
     opt_state: Any
@@ -105,16 +105,21 @@ def init_params(key: Array, n_markets: int, n_assets: int, st: QuantNetSettings)
     d = st.hidden
     lstm = nn.LSTMCell(d)
     glob_init = lambda k: lstm.init(k, (jnp.zeros(d), jnp.zeros(d)), jnp.zeros(d))["params"]
-    glob = (glob_init(k_g) if st.transfer
-            else jax.vmap(glob_init)(jax.random.split(k_g, n_markets)))
+    glob = glob_init(k_g) if st.transfer else jax.vmap(glob_init)(jax.random.split(k_g, n_markets))
     enc = jax.random.normal(k_e, (n_markets, n_assets, d)) / jnp.sqrt(n_assets)
     dec = jax.random.normal(k_d, (n_markets, d, n_assets)) * 0.1 / jnp.sqrt(d)
-    return {"enc_w": enc, "enc_b": jnp.zeros((n_markets, d)), "glob": glob,
-            "dec_w": dec, "dec_b": jnp.zeros((n_markets, n_assets))}
+    return {
+        "enc_w": enc,
+        "enc_b": jnp.zeros((n_markets, d)),
+        "glob": glob,
+        "dec_w": dec,
+        "dec_b": jnp.zeros((n_markets, n_assets)),
+    }
 
 
-def market_positions(enc_w: Array, enc_b: Array, glob: Any, dec_w: Array, dec_b: Array,
-                     z: Array, hidden: int) -> Array:
+def market_positions(
+    enc_w: Array, enc_b: Array, glob: Any, dec_w: Array, dec_b: Array, z: Array, hidden: int
+) -> Array:
     """Positions ``(T, N)`` of one market from its inputs ``z`` ``(T, N)`` (a ``lax.scan``)."""
     lstm = nn.LSTMCell(hidden)
     u = jnp.tanh(z @ enc_w + enc_b)
@@ -132,7 +137,8 @@ def all_positions(params: Any, z: Array, st: QuantNetSettings) -> Array:
     g_axis = None if st.transfer else 0
     f = lambda ew, eb, g, dw, db, zz: market_positions(ew, eb, g, dw, db, zz, st.hidden)
     return jax.vmap(f, in_axes=(0, 0, g_axis, 0, 0, 0))(
-        params["enc_w"], params["enc_b"], params["glob"], params["dec_w"], params["dec_b"], z)
+        params["enc_w"], params["enc_b"], params["glob"], params["dec_w"], params["dec_b"], z
+    )
 
 
 def make_quantnet(st: QuantNetSettings) -> tuple[Callable[..., QuantNetState], Callable[..., Any]]:
@@ -154,7 +160,7 @@ def make_quantnet(st: QuantNetSettings) -> tuple[Callable[..., QuantNetState], C
             z, rt, ok = sl(prep.z), sl(prep.rt), sl(prep.ok)
             pos = all_positions(params, z, st)
             ret, day_ok = jax.vmap(portfolio_returns)(pos, rt, ok)
-            ret, day_ok = ret[:, st.burn_in:], day_ok[:, st.burn_in:]
+            ret, day_ok = ret[:, st.burn_in :], day_ok[:, st.burn_in :]
             sr = jax.vmap(sharpe_ratio)(ret, day_ok)
             use = (day_ok.sum(-1) >= 20).astype(jnp.float32)
             return (use * sr).sum(), use.sum()
@@ -165,8 +171,10 @@ def make_quantnet(st: QuantNetSettings) -> tuple[Callable[..., QuantNetState], C
     def train(key: Array, prep: Prepared, train_end: int) -> tuple[QuantNetState, Array]:
         m, t_all, n = prep.z.shape
         if train_end - 1 - span < 0 or train_end > t_all:
-            raise ValueError(f"train_end={train_end} must leave window + burn_in = {span} days "
-                             f"of training data and be <= {t_all}")
+            raise ValueError(
+                f"train_end={train_end} must leave window + burn_in = {span} days "
+                f"of training data and be <= {t_all}"
+            )
         k_init, k_loop = jax.random.split(key)
         state = init(k_init, m, n)
 
@@ -186,8 +194,9 @@ def strategy_returns(prep: Prepared, positions: Array) -> tuple[Array, Array]:
     return jax.vmap(portfolio_returns)(positions, prep.rt, prep.ok)
 
 
-def baseline_positions(data: MarketData, prep: Prepared, st: QuantNetSettings,
-                       lookback: int = 126) -> dict[str, tuple[Array, Array]]:
+def baseline_positions(
+    data: MarketData, prep: Prepared, st: QuantNetSettings, lookback: int = 126
+) -> dict[str, tuple[Array, Array]]:
     """Returns and validity ``(M, T)`` of buy-and-hold, risk parity and time-series momentum."""
     r, v = data.returns, data.valid
     nxt = jnp.concatenate([r[:, 1:], jnp.zeros_like(r[:, :1])], axis=1)
@@ -200,8 +209,9 @@ def baseline_positions(data: MarketData, prep: Prepared, st: QuantNetSettings,
     return {"buy_and_hold": bh, "risk_parity": rp, "tsmom": mom}
 
 
-def evaluate(ret: Array, day_ok: Array, start: int, annualization: float = 252.0
-             ) -> tuple[Array, Array]:
+def evaluate(
+    ret: Array, day_ok: Array, start: int, annualization: float = 252.0
+) -> tuple[Array, Array]:
     """Per-market Sharpe and Calmar ``(M,)`` over days ``>= start``.
 
     ``ret[:, t]`` is earned on day ``t + 1``, so the test period starts at index ``start - 1``.

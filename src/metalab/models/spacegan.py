@@ -87,8 +87,9 @@ class SpaceGANResult(NamedTuple):
     rmse: Array
 
 
-def make_condition(data: SpatialData, w: Array, mask: Array | None = None,
-                   use_neighbours: bool | Array = True) -> tuple[Array, Array]:
+def make_condition(
+    data: SpatialData, w: Array, mask: Array | None = None, use_neighbours: bool | Array = True
+) -> tuple[Array, Array]:
     """Condition matrix ``(n, 2 d + 3)`` and standardised target ``(n,)`` (see module docstring).
 
     Only masked points' targets enter the lags; ``use_neighbours`` may be a traced 0/1 flag.
@@ -151,8 +152,9 @@ def make_spacegan(st: SpaceGANSettings) -> Callable[..., SpaceGANResult]:
             pd_ = optax.apply_updates(s.params_d, ud)
             gg = jax.grad(g_loss)(s.params_g, pd_, jax.random.normal(kg, (n, st.noise_dim)))
             ug, og = tx_g.update(gg, s.opt_g, s.params_g)
-            return s._replace(params_g=optax.apply_updates(s.params_g, ug), params_d=pd_,
-                              opt_g=og, opt_d=od), None
+            return s._replace(
+                params_g=optax.apply_updates(s.params_g, ug), params_d=pd_, opt_g=og, opt_d=od
+            ), None
 
         def block(s: SpaceGANState, k: Array) -> tuple[SpaceGANState, tuple[Array, Array]]:
             k_steps, k_eval = jax.random.split(k)
@@ -170,8 +172,9 @@ def make_spacegan(st: SpaceGANSettings) -> Callable[..., SpaceGANResult]:
             )
             return s, (mie, rmse)
 
-        s0 = SpaceGANState(pg, pd, tx_g.init(pg), tx_d.init(pd), jnp.asarray(jnp.inf), pg,
-                           jnp.asarray(jnp.inf), pg)
+        s0 = SpaceGANState(
+            pg, pd, tx_g.init(pg), tx_d.init(pd), jnp.asarray(jnp.inf), pg, jnp.asarray(jnp.inf), pg
+        )
         s, (mie, rmse) = jax.lax.scan(block, s0, jax.random.split(k_loop, n_ckpt))
         return SpaceGANResult(s, mie, rmse)
 
@@ -181,8 +184,15 @@ def make_spacegan(st: SpaceGANSettings) -> Callable[..., SpaceGANResult]:
 # --- ensembles: members trained on GAN-augmented targets vs bootstrap bagging --------------
 
 
-def fit_ensemble(key: Array, feats: Array, targets: Array, weights: Array, hidden: int = 32,
-                 steps: int = 500, lr: float = 3e-3) -> Any:
+def fit_ensemble(
+    key: Array,
+    feats: Array,
+    targets: Array,
+    weights: Array,
+    hidden: int = 32,
+    steps: int = 500,
+    lr: float = 3e-3,
+) -> Any:
     """Fit ``M`` MLP regressors, member ``j`` on ``targets[j]`` with per-point ``weights[j]``.
 
     Minimises the weighted mean squared error ``sum_i w_ji (f_j(feats_i) - t_ji)^2 / sum_i w_ji``

@@ -19,8 +19,20 @@ import numpy as np
 
 Array = jax.Array
 
-BALTIMORE_FEATURES = ("NROOM", "NBATH", "PATIO", "FIREPL", "AC", "BMENT", "NSTOR", "GAR", "AGE",
-                      "CITCOU", "LOTSZ", "SQFT")
+BALTIMORE_FEATURES = (
+    "NROOM",
+    "NBATH",
+    "PATIO",
+    "FIREPL",
+    "AC",
+    "BMENT",
+    "NSTOR",
+    "GAR",
+    "AGE",
+    "CITCOU",
+    "LOTSZ",
+    "SQFT",
+)
 
 
 class SpatialData(NamedTuple):
@@ -39,7 +51,9 @@ def _grf(key: Array, coords: Array, length_scale: float) -> Array:
     return (f - f.mean()) / f.std()
 
 
-def toy_grid(key: Array, side: int = 20, length_scale: float = 2.5, noise: float = 0.3) -> SpatialData:
+def toy_grid(
+    key: Array, side: int = 20, length_scale: float = 2.5, noise: float = 0.3
+) -> SpatialData:
     """Regenerate a toy grid: ``y = sin(2 x1) + 0.5 x2^2 + x1 x2 + u + eps``.
 
     ``x1, x2`` and the residual field ``u`` are independent Gaussian random fields with the given
@@ -67,7 +81,7 @@ def baltimore_path() -> Path:
 
 
 def load_baltimore() -> SpatialData:
-    """Baltimore house prices (numpy): features :data:`BALTIMORE_FEATURES`, coordinates (X, Y), PRICE."""
+    """Baltimore house prices (numpy): :data:`BALTIMORE_FEATURES`, coordinates (X, Y), PRICE."""
     import libpysal
 
     db = libpysal.io.open(str(baltimore_path()))
@@ -88,7 +102,7 @@ def standardise(v: Array, mask: Array | None = None) -> Array:
 
 
 def quadrant_folds(coords: Array) -> Array:
-    """Spatial blocks for cross-validation: 4 quadrants split at the median x and y, ``(4, n)`` masks."""
+    """Spatial CV blocks: 4 quadrants split at the median x and y, as ``(4, n)`` 0/1 masks."""
     cx, cy = jnp.median(coords[:, 0]), jnp.median(coords[:, 1])
     q = (coords[:, 0] > cx).astype(jnp.int32) * 2 + (coords[:, 1] > cy).astype(jnp.int32)
     return jnp.stack([(q == i) for i in range(4)]).astype(jnp.float32)

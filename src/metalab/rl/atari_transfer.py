@@ -102,6 +102,9 @@ __all__ = [
 ]
 
 
+MAX_LOCAL_REPLAY_BYTES = 16 * 2**30
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """Emulator wrapper settings shared by every variant (see :class:`AtariVariantEnv`)."""
@@ -154,9 +157,21 @@ class StudySpec:
     eval_epsilon: float = 0.01
     ray_address: str = ""
 
+    def replay_bytes(self) -> int:
+        """Bytes of the lock-step replay buffers (all variants, stacked uint8 frames)."""
+        rows = min(self.transfer_budget.steps + 1, self.transfer_budget.replay_capacity)
+        return rows * len(self.variants) * self.env.stack * self.env.obs_hw[0] * self.env.obs_hw[1]
+
     def __post_init__(self) -> None:
         if not self.variants:
             raise ValueError("StudySpec.variants is empty")
+        if not self.ray_address and self.replay_bytes() > MAX_LOCAL_REPLAY_BYTES:
+            raise ValueError(
+                f"lock-step replay for {len(self.variants)} variants needs "
+                f"{self.replay_bytes() / 2**30:.1f} GiB (> {MAX_LOCAL_REPLAY_BYTES / 2**30:.0f}); "
+                "set ray_address to run one Ray task per variant, or lower "
+                "replay_capacity / the number of variants"
+            )
         games = {v.game for v in self.variants} | {self.base.game}
         if len(games) != 1:
             raise ValueError(f"all variants must be of one game, got {sorted(games)}")

@@ -216,14 +216,23 @@ def td_errors(
 
 
 def loss_fn(
-    params: Any, target_params: Any, prior_table: jax.Array, batch: Transition, config
+    params: Any,
+    target_params: Any,
+    prior_table: jax.Array,
+    batch: Transition,
+    config,
+    beta: jax.Array | float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """``sum_k mean_b m_kb delta~_kb^2`` (to minimise) and the mean TDU bonus ``sigma``."""
+    """``sum_k mean_b m_kb delta~_kb^2`` (to minimise) and the mean TDU bonus ``sigma``.
+
+    ``beta`` (traced, optional) overrides ``config.beta``: TDU with ``beta = 0`` is exactly
+    bootstrapped DQN, so both agents can share one compiled program (vmap over ``beta``).
+    """
     delta = td_errors(params, target_params, prior_table, batch, config)
     sigma_mean = jnp.zeros(())
     if config.num_explorers > 0:
         is_x = tdu.explorer_mask(config.num_ensemble, config.num_explorers)
-        delta, sigma = tdu.tdu_td_errors(delta, is_x, config.beta)
+        delta, sigma = tdu.tdu_td_errors(delta, is_x, config.beta if beta is None else beta)
         sigma_mean = sigma.mean()
     sq = delta**2 if config.mask_prob >= 1.0 else batch.mask_t.T * delta**2
     loss = jnp.sum(jnp.mean(sq, axis=1))
@@ -241,9 +250,9 @@ def learn_schedule(env_step: jax.Array, config: BootDQNConfig) -> tuple[jax.Arra
     return learn, sgd_steps
 
 
-def _sgd(state: BootDQNState, batch: Transition, config: BootDQNConfig):
+def _sgd(state: BootDQNState, batch: Transition, config: BootDQNConfig, beta=None):
     grads, sigma = jax.grad(loss_fn, has_aux=True)(
-        state.params, state.target_params, state.prior_table, batch, config
+        state.params, state.target_params, state.prior_table, batch, config, beta
     )
     upd, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
     return optax.apply_updates(state.params, upd), opt_state, sigma
@@ -259,6 +268,7 @@ def update(
     cell_t: jax.Array,
     config: BootDQNConfig,
     env_step: jax.Array | None = None,
+    beta: jax.Array | float | None = None,
 ) -> tuple[BootDQNState, jax.Array]:
     """Store a transition; if the replay holds ``min_replay_size`` items (and on the SGD
     period) take one Adam step of every member on a shared minibatch; copy the target
@@ -275,6 +285,7 @@ def update(
         not batched (e.g. derived from ``lax.scan`` indices while seeds are vmapped) learning
         and target copies are real ``lax.cond`` branches instead of selects. Defaults to the
         state's own counter.
+      beta: optional traced TDU weight overriding ``config.beta``.
 
     Returns:
       ``(new_state, sigma)``: ``sigma`` is the minibatch-mean TDU bonus (0 without explorers
@@ -296,7 +307,7 @@ def update(
 
     def do_learn(_):
         batch = replay.sample(buf, k_sample, config.batch_size)
-        return _sgd(state, batch, config)
+        return _sgd(state, batch, config, beta)
 
     def skip(_):
         return state.params, state.opt_state, jnp.zeros((), jnp.float32)
@@ -315,7 +326,7 @@ def update(
     return new, sigma
 
 
-def make_deep_sea_train(
+def make_deep_sea_episodes(
     size: int,
     config: BootDQNConfig,
     num_episodes: int,
@@ -323,26 +334,21 @@ def make_deep_sea_train(
     mapping_seed: int | None = 42,
     unscaled_move_cost: float = 0.01,
 ):
-    """``train(key) -> metrics`` for the agent on Deep Sea, one ``lax.scan`` over episodes.
+    """``run(agent, key, start_episode=0, beta=None, deterministic=None) -> (agent, out)``:
+    ``num_episodes`` Deep Sea episodes from a given agent state, one ``lax.scan``.
 
-    Args:
-      size: Deep Sea ``N`` (episode length ``N``).
-      config: agent settings.
-      num_episodes: episodes to run (>= 1).
-      deterministic, mapping_seed, unscaled_move_cost: see ``deep_sea.make_deep_sea``.
-
-    Returns:
-      ``train(key)`` returning per-episode arrays ``[num_episodes]``: ``return`` (episode
-      return), ``bad`` (1 if left while on the diagonal), ``success`` (1 if the +1 treasure was
-      collected), ``sigma`` (mean TDU bonus over the episode's minibatches).
+    ``start_episode`` (episodes already run by ``agent``; keep it unbatched under ``vmap``)
+    sets the global step count that drives the learning schedule, so training can be resumed
+    in chunks. ``beta`` and ``deterministic`` optionally override ``config.beta`` and the
+    variant (both may be traced). ``out`` holds per-episode arrays, see
+    :func:`make_deep_sea_train`.
     """
     config.validate()
     if int(num_episodes) < 1:
         raise ValueError(f"make_deep_sea_train: num_episodes must be >= 1, got {num_episodes}")
     env, env_params = deep_sea.make_deep_sea(size, deterministic, mapping_seed, unscaled_move_cost)
-    num_cells = size * size
 
-    def episode(agent: BootDQNState, xs):
+    def episode(agent: BootDQNState, xs, beta, env_params):
         key, ep = xs
         k_head, k_reset, k_steps = jax.random.split(key, 3)
         agent = begin_episode(k_head, agent, config)
@@ -366,6 +372,7 @@ def make_deep_sea_train(
                 next_cell,
                 config,
                 env_step=ep * size + t + 1,  # not batched over seeds: real lax.cond
+                beta=beta,
             )
             return (agent, env_state), (r, sigma)
 
@@ -380,11 +387,59 @@ def make_deep_sea_train(
         }
         return agent, out
 
-    def train(key: jax.Array) -> dict[str, jax.Array]:
+    def run(
+        agent: BootDQNState,
+        key: jax.Array,
+        start_episode: jax.Array | int = 0,
+        beta: jax.Array | float | None = None,
+        deterministic: jax.Array | bool | None = None,
+    ) -> tuple[BootDQNState, dict[str, jax.Array]]:
+        params = env_params
+        if deterministic is not None:  # traced: one program serves both variants
+            params = env_params.replace(deterministic=jnp.asarray(deterministic))
+        eps = start_episode + jnp.arange(int(num_episodes))
+        xs = (jax.random.split(key, int(num_episodes)), eps)
+        return jax.lax.scan(lambda a, x: episode(a, x, beta, params), agent, xs)
+
+    return run
+
+
+def make_deep_sea_train(
+    size: int,
+    config: BootDQNConfig,
+    num_episodes: int,
+    deterministic: bool = True,
+    mapping_seed: int | None = 42,
+    unscaled_move_cost: float = 0.01,
+):
+    """``train(key) -> metrics`` for the agent on Deep Sea, one ``lax.scan`` over episodes.
+
+    Args:
+      size: Deep Sea ``N`` (episode length ``N``).
+      config: agent settings.
+      num_episodes: episodes to run (>= 1).
+      deterministic, mapping_seed, unscaled_move_cost: see ``deep_sea.make_deep_sea``.
+
+    Returns:
+      ``train(key, beta=None, deterministic=None)`` (``beta`` and ``deterministic``
+      optionally override ``config.beta`` and the variant; both may be traced, so seeds,
+      agents and variants vmap into one program) returning per-episode arrays
+      ``[num_episodes]``: ``return`` (episode return), ``bad`` (1 if left while on the
+      diagonal), ``success`` (1 if the +1 treasure was collected), ``sigma`` (mean TDU bonus
+      over the episode's minibatches).
+    """
+    run = make_deep_sea_episodes(
+        size, config, num_episodes, deterministic, mapping_seed, unscaled_move_cost
+    )
+    num_cells = size * size
+
+    def train(
+        key: jax.Array,
+        beta: jax.Array | float | None = None,
+        deterministic: jax.Array | bool | None = None,
+    ) -> dict[str, jax.Array]:
         k_init, k_run = jax.random.split(key)
         agent = init(k_init, config, num_cells, 2)
-        xs = (jax.random.split(k_run, int(num_episodes)), jnp.arange(int(num_episodes)))
-        _, out = jax.lax.scan(episode, agent, xs)
-        return out
+        return run(agent, k_run, 0, beta, deterministic)[1]
 
     return train

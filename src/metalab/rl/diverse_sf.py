@@ -89,7 +89,9 @@ def sf_correlation_reward(psi_k, psi_set, mask, phi) -> jnp.ndarray:
 
 
 def discriminator_reward(occ_k, occ_set, mask, eps) -> jnp.ndarray:
-    """``log q(k|s) + log(m + 1)``, ``q(k|s) = (d_k + eps) / (d_k + sum_{j in set} d_j + (m+1) eps)``.
+    """``r_d = log q(k|s) + log(m + 1)`` with the smoothed Bayes discriminator
+
+    ``q(k|s) = (d_k + eps) / (d_k + sum_{j in set} d_j + (m + 1) eps)``.
 
     ``m`` is the number of set members; ``q`` is the Bayes-optimal discriminator over states
     under a uniform prior on the ``m + 1`` skills.

@@ -1,4 +1,4 @@
-"""DOMiNO: diversity optimisation maintaining near-optimality (tabular, exact, all policies at once).
+"""DOMiNO: diversity optimisation maintaining near-optimality (tabular, exact, all at once).
 
 Zahavy, Schroecker, Behbahani, Baumli, Flennerhag, Hou, Singh (2022). "Discovering Policies with
 DOMiNO: Diversity Optimization Maintaining Near Optimality", arXiv:2205.13521.

@@ -11,8 +11,10 @@ Problem (maximise reward, bound the cost):
 The policy *ascends* ``L`` and the multiplier *descends* it. With ``g_t`` the policy ascent
 direction and ``h_t = dL/dlam = -(v_c - b)``:
 
-    GDA:     theta_{t+1} = theta_t + eta g_t,                 lam_{t+1} = [lam_t - eta_l h_t]_+
-    ReLOAD:  theta_{t+1} = theta_t + eta (2 g_t - g_{t-1}),   lam_{t+1} = [lam_t - eta_l (2 h_t - h_{t-1})]_+
+    GDA:     theta_{t+1} = theta_t + eta g_t,
+             lam_{t+1}   = [lam_t - eta_l h_t]_+
+    ReLOAD:  theta_{t+1} = theta_t + eta (2 g_t - g_{t-1}),
+             lam_{t+1}   = [lam_t - eta_l (2 h_t - h_{t-1})]_+
 
 The optimistic step is ``optax.optimistic_gradient_descent(lr, alpha=1, beta=1)`` (update
 ``-(lr) ((alpha + beta) g_t - beta g_{t-1})``, with ``g_{-1} = g_0``); GDA is ``optax.sgd``.
@@ -64,7 +66,7 @@ def make_optimizer(lr, optimistic: bool) -> optax.GradientTransformation:
 
 
 def lagrangian(cmdp: CMDP, logits: jnp.ndarray, multiplier) -> jnp.ndarray:
-    """``L = v_r - lam (v_c - b)`` for the softmax policy of ``logits`` (maximised by the policy)."""
+    """``L = v_r - lam (v_c - b)`` for the softmax policy of ``logits`` (the policy maximises)."""
     pi = sf.softmax_policy(logits)
     v_r = sf.normalised_value(cmdp.P, pi, cmdp.r, cmdp.d0, cmdp.gamma)
     v_c = sf.normalised_value(cmdp.P, pi, cmdp.c, cmdp.d0, cmdp.gamma)

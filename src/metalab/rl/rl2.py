@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from metalab.rl.symla import Learner
+from metalab.rl.symla import FusedLSTMCell, Learner
 
 PyTree = Any
 
@@ -53,7 +53,7 @@ class RL2Net(nn.Module):
         x = jnp.concatenate(
             [obs.astype(jnp.float32), prev_action.astype(jnp.float32), jnp.reshape(reward, (1,))]
         )
-        carry, h = nn.LSTMCell(self.hidden, name="lstm")(carry, x)
+        carry, h = FusedLSTMCell(self.hidden, name="lstm")(carry, x)
         return nn.Dense(self.num_actions, name="policy")(h), carry
 
 

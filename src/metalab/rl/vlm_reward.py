@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metalab.rl.envs.scenes import SceneEnv, SceneState
+from metalab.rl.envs.scenes import MOVES, SceneEnv, SceneState
 
 PyTree = Any
 
@@ -214,12 +214,7 @@ def _episode(env, net, params, reward_fn, key):
         logits, v = net.apply(params, x)
         a = jax.random.categorical(k, jax.lax.stop_gradient(logits))
         logp = jax.nn.log_softmax(logits)
-        nxt = st.replace(
-            agent=jnp.clip(
-                st.agent + jnp.array([[-1, 0], [1, 0], [0, -1], [0, 1]])[a], 0, env.grid - 1
-            ),
-            t=st.t + 1,
-        )
+        nxt = st.replace(agent=jnp.clip(st.agent + MOVES[a], 0, env.grid - 1), t=st.t + 1)
         r = reward_fn(nxt) * alive
         ent = -jnp.sum(jnp.exp(logp) * logp)
         out = (r, logp[a], v, ent, alive)

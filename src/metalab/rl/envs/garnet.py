@@ -43,7 +43,8 @@ def make_garnet(key, num_states: int, num_actions: int, branching: int, gamma: f
         raise ValueError(f"gamma must be in [0, 1), got {gamma}")
     k_next, k_prob, k_r = jax.random.split(key, 3)
     keys = jax.random.split(k_next, num_states * num_actions)
-    nxt = jax.vmap(lambda k: jax.random.choice(k, num_states, (branching,), replace=False))(keys)
+    # `branching` distinct successors: the top-k of iid uniforms is a uniform k-subset
+    nxt = jax.vmap(lambda k: lax.top_k(jax.random.uniform(k, (num_states,)), branching)[1])(keys)
     probs = jax.random.dirichlet(k_prob, jnp.ones(branching), (num_states * num_actions,))
     P = jnp.zeros((num_states * num_actions, num_states))
     P = jax.vmap(lambda row, i, p: row.at[i].add(p))(P, nxt, probs)
@@ -73,7 +74,10 @@ def expected_return(mdp: GarnetMDP, pi: jnp.ndarray) -> jnp.ndarray:
 
 
 def discounted_visitation(mdp: GarnetMDP, pi: jnp.ndarray) -> jnp.ndarray:
-    """Normalised discounted state occupancy :math:`d^\\pi_\\rho = (1-\\gamma)\\rho^\\top(I-\\gamma P^\\pi)^{-1}`."""
+    """Normalised discounted state occupancy.
+
+    :math:`d^\\pi_\\rho = (1-\\gamma)\\rho^\\top(I-\\gamma P^\\pi)^{-1}`.
+    """
     S = mdp.P.shape[0]
     P_pi = jnp.einsum("sa,sat->st", pi, mdp.P)
     d = jnp.linalg.solve((jnp.eye(S) - mdp.gamma * P_pi).T, mdp.rho)

@@ -87,14 +87,17 @@ class PermutedBandit:
         return state.probs.mean()
 
 
-def thompson_lifetime(env: PermutedBandit, key: jax.Array, lifetime: int) -> jnp.ndarray:
+def thompson_lifetime(
+    env: PermutedBandit, key: jax.Array, lifetime: int, state: BanditState | None = None
+) -> jnp.ndarray:
     """Total reward of Beta-Bernoulli Thompson sampling over one lifetime (a reference learner).
 
     Posterior :math:`\\mathrm{Beta}(\\alpha + s_k, \\beta + f_k)`; each step pulls
-    :math:`\\arg\\max_k \\tilde p_k` with :math:`\\tilde p_k` drawn from the posterior.
+    :math:`\\arg\\max_k \\tilde p_k` with :math:`\\tilde p_k` drawn from the posterior. The task
+    is ``state`` if given, else drawn from ``key``.
     """
     k_task, k_run = jax.random.split(key)
-    state = env.init(k_task)
+    state = env.init(k_task) if state is None else state
     K = env.num_arms
 
     def body(carry, k):

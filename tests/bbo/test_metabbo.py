@@ -1,0 +1,81 @@
+"""MetaBBO: meta-fitness reference values, task sampler, switch grouping, checkpoint/resume."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from evosax.problems.bbob.bbob_fns import bbob_fns
+
+from metalab.bbo.metabbo import MetaBBOConfig, meta_fitness, train
+from metalab.bbo.problems import make_evaluate, sample_task
+from metalab.bbo.weights import load_weights
+
+
+def test_meta_fitness_is_median_of_per_task_zscores():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(3, 2, 6)) * np.array([1.0, 100.0])[None, :, None]
+    f2 = f.reshape(6, 6)
+    z = (f2 - f2.mean(1, keepdims=True)) / (f2.std(1, keepdims=True) + 1e-8)
+    np.testing.assert_allclose(meta_fitness(jnp.asarray(f)), np.median(z, axis=0), rtol=1e-4)
+    # invariant to a per-task affine rescaling (random optimum value, scale)
+    g = f * 7.0 + 1000.0
+    np.testing.assert_allclose(
+        meta_fitness(jnp.asarray(g)), meta_fitness(jnp.asarray(f)), atol=1e-4
+    )
+
+
+def test_task_sampler_and_evaluate():
+    task = sample_task(jax.random.PRNGKey(0), 6, 3, ("noiseless",), (0.5, 2.0), 2.0)
+    d = int(task.num_dims)
+    assert 3 <= d <= 6 and 0.5 <= float(task.sigma0) <= 2.0
+    r = np.asarray(task.R)
+    np.testing.assert_allclose(r @ r.T, np.eye(6), atol=1e-5)
+    assert np.linalg.det(r) == pytest.approx(1.0, abs=1e-4)
+    names = ("sphere", "rastrigin", "ellipsoidal")
+    evaluate = make_evaluate(names)
+    x = jnp.stack([task.x_opt, task.x_opt + 1.0])
+    for i, name in enumerate(names):
+        fit, regret = evaluate(i, task, x, jax.random.PRNGKey(1))
+        ref = jax.vmap(bbob_fns[name], in_axes=(0, None, None, None, None))(
+            x, task.x_opt, task.R, task.Q, task.num_dims
+        )
+        np.testing.assert_allclose(regret, ref[0] + ref[1], rtol=1e-5)
+        np.testing.assert_allclose(fit - task.f_opt, regret, rtol=1e-4, atol=1e-3)
+    assert float(regret[0]) == pytest.approx(0.0, abs=1e-4)
+    with pytest.raises(ValueError, match="unknown BBOB"):
+        make_evaluate(("spherez",))
+
+
+def test_train_checkpoint_resume_and_self_referential(tmp_path):
+    cfg = MetaBBOConfig(
+        train_fns=("sphere",),
+        tasks_per_fn=2,
+        max_dims=3,
+        population_size=4,
+        generations=3,
+        meta_population=4,
+        meta_generations=2,
+        checkpoint_every=1,
+    )
+    net_full, rec = train(cfg, tmp_path / "full", progress=False)
+    train(dataclasses.replace(cfg, meta_generations=1), tmp_path / "half", progress=False)
+    # a 2-generation config resumes from a 1-generation checkpoint only if configs match
+    with pytest.raises(ValueError, match="different config"):
+        train(cfg, tmp_path / "half", progress=False)
+    (tmp_path / "half" / "config.json").write_text((tmp_path / "full" / "config.json").read_text())
+    net_resumed, _ = train(cfg, tmp_path / "half", progress=False)
+    for a, b in zip(jax.tree.leaves(net_full), jax.tree.leaves(net_resumed), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert rec["config"]["meta_generations"] == 2 and rec["wall_time_s"] >= 0
+    loaded = load_weights(tmp_path / "full" / "les_metalab")
+    for a, b in zip(jax.tree.leaves(net_full), jax.tree.leaves(loaded), strict=True):
+        np.testing.assert_allclose(a, b)
+    sr = dataclasses.replace(cfg, outer="self", meta_generations=1)
+    net_sr, _ = train(sr, tmp_path / "self", progress=False)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(net_sr))
+    with pytest.raises(ValueError, match="requires optimiser='les'"):
+        MetaBBOConfig(optimiser="lga", outer="self")
