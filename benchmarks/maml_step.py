@@ -108,8 +108,8 @@ def higher_contender(tasks):
     model = torch_model()
     meta_opt = torch.optim.Adam(model.parameters(), lr=META_LR)
     inner_opt = torch.optim.SGD(model.parameters(), lr=INNER_LR)
-    xs, ys = (torch.from_numpy(a) for a in tasks.support)
-    xq, yq = (torch.from_numpy(a) for a in tasks.query)
+    xs, ys = (torch.from_numpy(np.array(a)) for a in tasks.support)
+    xq, yq = (torch.from_numpy(np.array(a)) for a in tasks.query)
     holder = {"i": 0}
     n = xs.shape[0]
 
@@ -137,8 +137,8 @@ def torchopt_contender(tasks):
     model = torch_model()
     meta_opt = torch.optim.Adam(model.parameters(), lr=META_LR)
     inner = torchopt.MetaSGD(model, lr=INNER_LR)
-    xs, ys = (torch.from_numpy(a) for a in tasks.support)
-    xq, yq = (torch.from_numpy(a) for a in tasks.query)
+    xs, ys = (torch.from_numpy(np.array(a)) for a in tasks.support)
+    xq, yq = (torch.from_numpy(np.array(a)) for a in tasks.query)
     holder = {"i": 0}
     n = xs.shape[0]
 
@@ -181,8 +181,8 @@ def check_agreement(tasks) -> float:
         params, one, loss_fn=loss_fn, inner_lr=INNER_LR, num_steps=INNER_STEPS
     )
     inner_opt = torch.optim.SGD(model.parameters(), lr=INNER_LR)
-    xs, ys = (torch.from_numpy(a[0]) for a in tasks.support)
-    xq, yq = (torch.from_numpy(a[0]) for a in tasks.query)
+    xs, ys = (torch.from_numpy(np.array(a[0])) for a in tasks.support)
+    xq, yq = (torch.from_numpy(np.array(a[0])) for a in tasks.query)
     for t in range(META_BATCH):
         with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False) as (f, d):
             for _ in range(INNER_STEPS):
@@ -262,8 +262,13 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--steps-per-block", type=int, default=20)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--torch-threads", type=int, default=2)
     args = ap.parse_args()
     import torch
+
+    # OpenMP spin-waits make multi-threaded torch pathologically slow on an oversubscribed
+    # machine; use --torch-threads 1 there (BENCHMARKS.md's peer figures use 2 threads).
+    torch.set_num_threads(args.torch_threads)
 
     print(
         f"jax {jax.__version__}, torch {torch.__version__}, torch threads "
@@ -289,11 +294,11 @@ def main() -> None:
             dt = time.perf_counter() - t0
             k = args.steps_per_block if name == "metalab" else max(2, args.steps_per_block // 10)
             rates[name].append(k / dt)
-        print(f"block {b}: " + ", ".join(f"{n} {rates[n][-1]:.1f}/s" for n in rates), flush=True)
+        print(f"block {b}: " + ", ".join(f"{n} {rates[n][-1]:.2f}/s" for n in rates), flush=True)
     med = {n: float(np.median(r)) for n, r in rates.items()}
     print("\nmeta-steps/s (median over blocks):")
     for n, v in med.items():
-        print(f"  {n:9s} {v:9.1f}")
+        print(f"  {n:9s} {v:9.2f}")
     for peer in ("higher", "torchopt"):
         ratios = np.array(rates["metalab"]) / np.array(rates[peer])
         print(

@@ -33,9 +33,9 @@ KW = dict(update_fn=update, objective_fn=f, inner_xs=BATCHES, target_x=TARGET_B)
 
 def test_L0_is_the_standard_meta_gradient():
     w = jnp.float32(0.2)
-    loss, g = bmg.meta_gradient(w, X0, num_bootstrap=0, **KW)
+    loss, g = jax.jit(lambda w: bmg.meta_gradient(w, X0, num_bootstrap=0, **KW))(w)
     assert float(loss) == pytest.approx(float(manual_mg(w)), rel=1e-5)
-    assert float(g) == pytest.approx(float(jax.grad(manual_mg)(w)), rel=1e-4)
+    assert float(g) == pytest.approx(float(jax.jit(jax.grad(manual_mg))(w)), rel=1e-4)
     fd = (manual_mg(w + 1e-3) - manual_mg(w - 1e-3)) / 2e-3
     assert float(g) == pytest.approx(float(fd), rel=1e-2)
 
@@ -43,8 +43,10 @@ def test_L0_is_the_standard_meta_gradient():
 @pytest.mark.parametrize("alpha", [0.1, 0.5])
 def test_L1_squared_distance_equals_alpha_times_meta_gradient(alpha):
     w = jnp.float32(0.2)
-    _, g_bmg = bmg.meta_gradient(w, X0, num_bootstrap=1, match="l2", target_step=alpha, **KW)
-    _, g_mg = bmg.meta_gradient(w, X0, num_bootstrap=0, **KW)
+    _, g_bmg = jax.jit(
+        lambda w: bmg.meta_gradient(w, X0, num_bootstrap=1, match="l2", target_step=alpha, **KW)
+    )(w)
+    _, g_mg = jax.jit(lambda w: bmg.meta_gradient(w, X0, num_bootstrap=0, **KW))(w)
     assert float(g_bmg) == pytest.approx(alpha * float(g_mg), rel=1e-4)
 
 
@@ -71,7 +73,7 @@ def test_kl_matching_gradient_hand_computed_and_finite_differences():
     def loss(w):
         return bmg.meta_loss(w, x0, num_bootstrap=L, target_step=alpha, **kw)
 
-    g = jax.grad(loss)(w)
+    g = jax.jit(jax.grad(loss))(w)
     # hand: x1 = x0 - w g0; target = sg[x1 - w tb (L-1=1 update) then - alpha (x - tb)]
     x1 = x0 - w * g0
     xt = x1 - w * tb
@@ -155,8 +157,9 @@ def test_epsilon_meta_loss_pushes_epsilon_by_greedy_agreement():
     same, flipped = q, jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
     states = jnp.array([0, 1])
     phi = jnp.float32(-2.0)  # epsilon ~ 0.12
-    g_same = jax.grad(bmg_epsilon.epsilon_meta_loss)(phi, q, same, states)
-    g_flip = jax.grad(bmg_epsilon.epsilon_meta_loss)(phi, q, flipped, states)
+    grad = jax.jit(jax.grad(bmg_epsilon.epsilon_meta_loss))
+    g_same = grad(phi, q, same, states)
+    g_flip = grad(phi, q, flipped, states)
     assert float(g_same) > 0  # target agrees everywhere: decrease epsilon
     assert float(g_flip) < 0  # target's greedy action changes in one state: increase epsilon
     # hand value for the agreeing case: KL(onehot || (1-e) onehot + e/3) = -log(1 - 2e/3)

@@ -24,7 +24,7 @@ def _rollout():
 def test_terms_match_hand_computation():
     ro, p = _rollout(), {"w": jnp.array(0.3)}
     h = ac.make_hyper(entropy=0.1, lr=0.5, discount=0.9)
-    t = ac.ac_terms(p, h, ro, _apply)
+    t = jax.jit(lambda p, h, ro: ac.ac_terms(p, h, ro, _apply))(p, h, ro)
     g2 = -1.0 + 0.9 * 0.4
     g1 = 0.0 + 0.9 * g2
     g0 = 1.0 + 0.9 * g1
@@ -48,8 +48,9 @@ def test_update_is_differentiable_in_the_entropy_weight():
         h = ac.make_hyper(entropy=0.1, lr=0.5, discount=0.9)._replace(entropy=beta)
         return ac.ac_update(p, h, ro, _apply)["w"]
 
-    g = jax.grad(after)(0.1)
-    fd = (after(0.1 + 1e-3) - after(0.1 - 1e-3)) / 2e-3
+    g = jax.jit(jax.grad(after))(0.1)
+    after_j = jax.jit(after)
+    fd = (after_j(0.1 + 1e-3) - after_j(0.1 - 1e-3)) / 2e-3
     assert float(g) == pytest.approx(float(fd), rel=1e-2)
     # more entropy bonus moves w towards 0 (the uniform policy) from w > 0
     assert float(g) < 0

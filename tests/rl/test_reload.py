@@ -126,3 +126,26 @@ def test_smoke_experiment_runs_vmapped():
     assert all(np.all(np.isfinite(v)) for m in ms for v in m.values())
     v = exp.verdict(ms, cfg)
     assert len(v.checks) == 4
+
+
+def test_discounted_returns_by_hand():
+    x = jnp.asarray([[1.0], [2.0], [3.0]])
+    done = jnp.asarray([[0.0], [1.0], [0.0]])
+    g = rl.discounted_returns(x, done, 0.5)
+    # G_2 = 3; G_1 = 2 (episode ends at t = 1); G_0 = 1 + 0.5 * 2 = 2
+    np.testing.assert_allclose(np.asarray(g[:, 0]), [2.0, 2.0, 3.0])
+
+
+def test_deep_smoke_experiment():
+    exp = reload_cmdp.DEEP_EXPERIMENT
+    assert exp in reload_cmdp.EXPERIMENTS
+    cfg = exp.config("smoke")
+    out = jax.jit(jax.vmap(lambda k: exp.run(cfg, k)))(jax.random.split(jax.random.PRNGKey(0), 2))
+    ms = [{k: np.asarray(v)[i] for k, v in out.items()} for i in range(2)]
+    assert all(np.all(np.isfinite(v)) for m in ms for v in m.values())
+    for m in ms:
+        assert m["multiplier/gda"].min() >= 0 and m["multiplier/reload"].min() >= 0
+        assert m["cost_rate/reload"].min() >= 0.0 and m["cost_rate/reload"].max() <= 1.0
+    assert len(exp.verdict(ms, cfg).checks) == 2
+    with pytest.raises(ValueError, match="cost_action"):
+        rl.make_deep_train(cost_action=5)

@@ -259,8 +259,15 @@ def train(
     start_gen, prior_wall = 0, 0.0
     ckpt, cfg_path = out / "checkpoint.npz", out / "config.json"
     if resume and ckpt.exists() and cfg_path.exists():
-        if json.loads(cfg_path.read_text()) != _config_dict(config):
-            raise ValueError(f"{ckpt} was written with a different config; use another out_dir")
+        saved, now = json.loads(cfg_path.read_text()), _config_dict(config)
+        run_length = ("meta_generations", "checkpoint_every")
+        if {k: v for k, v in saved.items() if k not in run_length} != {
+            k: v for k, v in now.items() if k not in run_length
+        }:
+            raise ValueError(
+                f"{ckpt} was written with a different config (only meta_generations and "
+                "checkpoint_every may change when resuming); use another out_dir"
+            )
         with np.load(ckpt) as data:
             leaves = [
                 jnp.asarray(data[f"leaf_{i}"], dtype=jnp.asarray(leaf).dtype)

@@ -175,7 +175,7 @@ def verdict(metrics_list, config: DominoGridConfig) -> Verdict:
         which = (
             "violates optimality"
             if np.mean(~near) > 0.5
-            else ("not distinct" if fails > 0.5 else "neither")
+            else ("not distinct" if fails > 0.5 else "meets both")
         )
         checks.append(
             Check(

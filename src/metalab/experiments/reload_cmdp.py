@@ -205,3 +205,116 @@ EXPERIMENT = Experiment(
     seeds={"smoke": 2, "quick": 10, "full": 30},
     tags=("rl", "constrained"),
 )
+
+
+# --------------------------------------------------------------------------------------------
+# Deep variant: MLP policy, sampled returns, CartPole with a cost on pushing right.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReloadDeepConfig:
+    env_name: str = param("CartPole-v1", "gymnax environment", choices=("CartPole-v1",))
+    cost_action: int = param(1, "action whose use costs 1 per step (1 = push right)", lo=0)
+    threshold: float = param(0.45, "bound on the average cost rate", lo=0.0, hi=1.0)
+    iterations: int = param(1000, "policy/multiplier updates", lo=2)
+    n_envs: int = param(16, "parallel environments per rollout", lo=1)
+    rollout: int = param(64, "steps per environment per update", lo=1)
+    gamma: float = param(0.95, "discount of the REINFORCE returns", lo=0.0, hi=0.999)
+    hidden: int = param(32, "MLP hidden units", lo=1)
+    policy_lr: float = param(0.05, "policy step size (both methods)", lo=0.0)
+    multiplier_lr: float = param(0.1, "multiplier step size (both methods)", lo=0.0)
+    smooth: int = param(20, "iterations averaged per curve point (must divide iterations)", lo=1)
+
+
+DEEP_PRESETS = {
+    "smoke": ReloadDeepConfig(iterations=20, n_envs=4, rollout=16, smooth=5),
+    "quick": ReloadDeepConfig(),
+    "full": ReloadDeepConfig(iterations=10000, n_envs=64, rollout=128, smooth=100),
+}
+
+
+def run_deep(config: ReloadDeepConfig, key: jax.Array) -> dict[str, jax.Array]:
+    """One seed: GDA and ReLOAD from the same initial network and environment states."""
+    if config.iterations % config.smooth:
+        raise ValueError(f"smooth ({config.smooth}) must divide iterations ({config.iterations})")
+    out: dict[str, jax.Array] = {}
+    n_pts = config.iterations // config.smooth
+    out["cost_rate@x"] = (jnp.arange(n_pts) + 1.0) * config.smooth
+    late = n_pts // 2
+    for name, optimistic in (("gda", False), ("reload", True)):
+        train = rl_reload.make_deep_train(
+            config.env_name,
+            config.cost_action,
+            config.threshold,
+            config.iterations,
+            config.n_envs,
+            config.rollout,
+            config.gamma,
+            config.hidden,
+            config.policy_lr,
+            config.multiplier_lr,
+            optimistic,
+        )
+        _, info = train(key)
+        cost = info["cost_rate"].reshape(n_pts, config.smooth).mean(axis=1)
+        out[f"cost_rate/{name}"] = cost
+        out[f"multiplier/{name}"] = info["multiplier"].reshape(n_pts, config.smooth).mean(axis=1)
+        out[f"oscillation/{name}"] = jnp.std(cost[late:])
+        out[f"late_violation/{name}"] = jnp.max(jnp.maximum(cost[late:] - config.threshold, 0.0))
+        out[f"termination/{name}"] = jnp.mean(info["termination_rate"][config.iterations // 2 :])
+    return out
+
+
+def verdict_deep(metrics_list, config: ReloadDeepConfig) -> Verdict:
+    """Checks fixed from the paper's claim before looking at numbers."""
+    get = lambda k: np.array([m[k] for m in metrics_list], dtype=float)
+    checks = []
+    for metric, label in (
+        ("oscillation", "std of the smoothed cost rate over the second half"),
+        ("late_violation", "largest smoothed violation over the second half"),
+    ):
+        r, g = get(f"{metric}/reload"), get(f"{metric}/gda")
+        w = stats.wilcoxon(r, g, alternative="less")
+        checks.append(
+            Check(
+                name=f"ReLOAD's last iterates have a smaller {metric.replace('_', ' ')} than GDA's",
+                statistic=f"ratio of medians ReLOAD / GDA of the {label}",
+                value=float(np.median(r) / max(float(np.median(g)), 1e-12)),
+                p_value=w.p_value,
+                effect_size=w.effect_size,
+                threshold="one-sided Wilcoxon signed-rank, p < 0.05",
+                passed=bool(w.p_value < 0.05),
+                test=w.test,
+            )
+        )
+    summary = (
+        f"median oscillation (std of cost rate, 2nd half): ReLOAD "
+        f"{np.median(get('oscillation/reload')):.3g}, GDA {np.median(get('oscillation/gda')):.3g}; "
+        f"median late violation ReLOAD {np.median(get('late_violation/reload')):.3g}, GDA "
+        f"{np.median(get('late_violation/gda')):.3g}; termination rate ReLOAD "
+        f"{np.median(get('termination/reload')):.3g}, GDA {np.median(get('termination/gda')):.3g}."
+    )
+    notes = (
+        "A minimal deep variant: REINFORCE with a per-time-step batch-mean baseline, no critic, "
+        "no entropy bonus, plain (optimistic) SGD for the MLP policy and the multiplier with "
+        "equal step sizes for both methods; the cost is the use of one action. Not tuned; the "
+        "paper's deep experiments use a full actor-critic agent on other tasks."
+    )
+    return Verdict(checks=tuple(checks), summary=summary, notes=notes)
+
+
+DEEP_EXPERIMENT = Experiment(
+    name="reload-deep",
+    paper=EXPERIMENT.paper,
+    claim="With a neural policy and sampled returns, optimistic ascent-descent (ReLOAD) damps "
+    "the oscillation of the constraint that gradient ascent-descent shows in the last iterate.",
+    config_cls=ReloadDeepConfig,
+    presets=DEEP_PRESETS,
+    run=run_deep,
+    verdict=verdict_deep,
+    seeds={"smoke": 2, "quick": 5, "full": 20},
+    tags=("rl", "constrained", "deep"),
+)
+
+EXPERIMENTS = (DEEP_EXPERIMENT,)

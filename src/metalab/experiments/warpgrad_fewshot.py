@@ -78,7 +78,7 @@ class WarpGradFewshotConfig:
     )
     lh_hidden: tuple[int, ...] = param((40, 40), "(B) hidden widths of the MLP", lo=1)
     lh_inner_steps: int = param(100, "(B) inner steps per task", lo=1, hi=1000)
-    lh_inner_lr: float = param(0.003, "(B) inner SGD step size", lo=1e-6, hi=10.0)
+    lh_inner_lr: float = param(0.01, "(B) inner SGD step size", lo=1e-6, hi=10.0)
     lh_meta_iters: int = param(200, "(B) meta-iterations", lo=1)
     lh_meta_batch: int = param(4, "(B) tasks per meta-iteration", lo=1)
     lh_points: int = param(50, "(B) regression: support (and query) points per task", lo=1)
@@ -87,7 +87,12 @@ class WarpGradFewshotConfig:
     maze_episodes: int = param(8, "(B) maze: episodes per inner step", lo=2)
     num_test_tasks: int = param(40, "held-out tasks per seed (both parts)", lo=1)
     meta_lr: float = param(1e-3, "outer Adam learning rate of the initialisation", lo=1e-6, hi=1.0)
-    warp_lr: float = param(1e-3, "outer Adam learning rate of the warp layers", lo=1e-6, hi=1.0)
+    fs_warp_lr: float = param(
+        1e-4, "(A) outer Adam learning rate of the warp layers", lo=1e-7, hi=1.0
+    )
+    lh_warp_lr: float = param(
+        1e-3, "(B) outer Adam learning rate of the warp layers", lo=1e-7, hi=1.0
+    )
     num_snapshots: int = param(4, "task-parameter snapshots kept per inner loop", lo=1)
     warp_batch: int = param(32, "snapshots per warp update", lo=1)
     buffer_batches: int = param(4, "replay buffer capacity, in meta-batches of snapshots", lo=1)
@@ -123,6 +128,7 @@ def _meta_train(
     inner_steps,
     cfg,
     leap_options,
+    warp_lr,
 ):
     """Meta-train one method with a lax.scan; returns (init, warp)."""
     opt = optax.adam(cfg.meta_lr)
@@ -145,7 +151,7 @@ def _meta_train(
                 options=leap_options,
             )
     else:
-        wopt = optax.adam(cfg.warp_lr)
+        wopt = optax.adam(warp_lr)
         s = min(cfg.num_snapshots, inner_steps)
         state0 = warpgrad.warpgrad_init(
             theta0,
@@ -331,7 +337,11 @@ def verdict(metrics_list, cfg: WarpGradFewshotConfig) -> Verdict:
     notes = (
         "Digits with affine alphabets replace miniImageNet/Omniglot and an MLP with linear "
         "warp layers replaces the paper's convnet with convolutional warps; the same Adam "
-        "outer optimiser and task sequence serve both methods of a pair."
+        "outer optimiser and task sequence serve both methods of a pair. Warp learning "
+        f"rates: few-shot {cfg.fs_warp_lr}, long-horizon {cfg.lh_warp_lr}. In a 2-seed pilot "
+        "(150 meta-iterations) Warp-MAML's accuracy fell as the warp learning rate rose "
+        "(1e-2: 0.51, 1e-3: 0.62, 1e-4: 0.71 vs MAML 0.70), so (A) uses 1e-4; (B) uses "
+        "1e-3 (pilot at 50 meta-iterations: Warp-Leap AUC slightly below Leap's)."
     )
     return Verdict(checks=tuple(checks), summary=summary, notes=notes)
 

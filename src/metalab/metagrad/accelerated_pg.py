@@ -41,7 +41,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from metalab.core.bootstrap import kl_categorical
 from metalab.rl.envs.garnet import GarnetMDP, discounted_visitation, expected_return, q_values
 
 METHODS = ("pg", "npg", "optimistic-naive", "optimistic", "adaptive")
@@ -169,7 +168,6 @@ __all__ = [
     "PGState",
     "advantage",
     "iterations_to_optimal",
-    "kl_categorical",
     "overshoot",
     "policy_gradient",
     "prediction_loss",

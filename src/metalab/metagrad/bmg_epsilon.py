@@ -91,4 +91,4 @@ def make_train(
     return train
 
 
-__all__ = ["epsilon_meta_loss", "lax", "make_train"]
+__all__ = ["epsilon_meta_loss", "make_train"]

@@ -10,8 +10,9 @@ single-market model lacks:
 * a *shared* regime chain ``g_t`` in {up, down, flat} (sticky Markov chain, mean regime length
   ``regime_days``) with drifts ``+mu, -mu, 0`` common to all markets and a higher volatility in
   the down regime;
-* market factors ``f_{m,t} = beta_m mu(g_t) + a_{m,t} + sigma_m e_{m,t}``: market loadings on
-  the shared trend, a market-specific persistent AR(1) trend ``a`` and fat-tailed shocks;
+* market factors ``f_{m,t} = beta_m (mu(g_t) + sigma_g e_t) + a_{m,t} + sigma_m e_{m,t}``:
+  market loadings on the shared trend and a global shock (markets co-move), a market-specific
+  persistent AR(1) trend ``a`` and fat-tailed market shocks;
 * asset returns ``r_{i,t} = b_i f_{m,t} + s_i eps_{i,t}`` with Student-t(``df``) noise;
 * histories of different lengths: a fraction ``short_frac`` of markets starts late (their
   history covers only the last ``short_days`` days before the test period).
@@ -95,8 +96,9 @@ def generate_markets(
 
     e_a = 0.00004 * jax.random.normal(ks[4], (n_days, n_markets))
     _, a = jax.lax.scan(ar_step, jnp.zeros(n_markets), e_a)
+    glob = drift + 0.005 * vol_mult * _student_t(ks[11], df, (n_days,))
     f = (
-        beta[None] * drift[:, None]
+        beta[None] * glob[:, None]
         + a
         + sig_m[None] * vol_mult[:, None] * _student_t(ks[5], df, (n_days, n_markets))
     )

@@ -29,8 +29,9 @@ guarantee) and ``"pg"`` the exact vanilla policy gradient through the linear sol
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -172,3 +173,136 @@ def fit_log_decay(x: jnp.ndarray, y: jnp.ndarray, floor: float = 1e-7) -> jnp.nd
     ly = jnp.log10(jnp.maximum(y, floor))
     xc = x - x.mean()
     return jnp.sum(xc * (ly - ly.mean())) / jnp.sum(xc**2)
+
+
+# --------------------------------------------------------------------------------------------
+# Deep variant: a small MLP policy on a gymnax task with a per-step cost, sampled returns.
+# --------------------------------------------------------------------------------------------
+
+
+class DeepReloadState(NamedTuple):
+    """MLP parameters, multiplier, optimiser states, the vectorised env states and key."""
+
+    params: Any
+    multiplier: jnp.ndarray
+    policy_opt: optax.OptState
+    multiplier_opt: optax.OptState
+    env_state: Any
+    obs: jnp.ndarray
+    key: jax.Array
+
+
+class _PolicyMLP(nn.Module):
+    hidden: int
+    n_actions: int
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.tanh(nn.Dense(self.hidden)(x))
+        return nn.Dense(self.n_actions)(x)
+
+
+def discounted_returns(x_t: jnp.ndarray, done_t: jnp.ndarray, gamma: float) -> jnp.ndarray:
+    """Reward-to-go ``G_t = x_t + gamma (1 - done_t) G_{t+1}`` within a rollout (``[T, ...]``),
+    truncated at the rollout's end (``G_T = 0``)."""
+
+    def body(g, inp):
+        x, d = inp
+        g = x + gamma * (1.0 - d) * g
+        return g, g
+
+    _, g = jax.lax.scan(body, jnp.zeros_like(x_t[0]), (x_t, done_t), reverse=True)
+    return g
+
+
+def make_deep_train(
+    env_name: str = "CartPole-v1",
+    cost_action: int = 1,
+    threshold: float = 0.45,
+    iterations: int = 300,
+    n_envs: int = 16,
+    rollout: int = 64,
+    gamma: float = 0.95,
+    hidden: int = 32,
+    policy_lr: float = 0.05,
+    multiplier_lr: float = 0.5,
+    optimistic: bool = True,
+    multiplier_max: float = 100.0,
+):
+    """Constrained policy gradient on a gymnax task; ReLOAD (``optimistic``) or GDA.
+
+    The per-step cost is ``c_t = 1[a_t == cost_action]`` and the constraint bounds the average
+    cost rate, ``E[c] <= threshold`` (with CartPole and ``cost_action = 1``: push right at most a
+    ``threshold`` fraction of the time, which conflicts with balancing). Each iteration
+    collects ``n_envs x rollout`` steps (envs continue across iterations, gymnax auto-resets),
+    forms REINFORCE advantages of the Lagrangian reward ``r - lam c`` (reward-to-go within the
+    rollout minus its batch mean per time step) and takes one step for the policy (ascent)
+    and the multiplier (descent on ``L``, ``dL/dlam = -(c_bar - threshold)``), both with
+    ``optax.optimistic_gradient_descent`` (ReLOAD) or ``optax.sgd`` (GDA).
+
+    Returns ``train(key) -> (DeepReloadState, {"cost_rate", "termination_rate",
+    "multiplier"})`` with one entry per iteration.
+    """
+    import gymnax
+
+    if iterations < 1 or n_envs < 1 or rollout < 1:
+        raise ValueError(
+            f"iterations, n_envs and rollout must be >= 1; got {iterations}, {n_envs}, {rollout}"
+        )
+    env, env_params = gymnax.make(env_name)
+    n_actions = env.action_space(env_params).n
+    if not 0 <= cost_action < n_actions:
+        raise ValueError(f"cost_action must be in [0, {n_actions}); got {cost_action}")
+    net = _PolicyMLP(hidden, n_actions)
+    popt = make_optimizer(policy_lr, optimistic)
+    mopt = make_optimizer(multiplier_lr, optimistic)
+
+    def rollout_fn(params, env_state, obs, key):
+        def step(carry, k):
+            es, o = carry
+            ka, ks = jax.random.split(k)
+            logits = net.apply(params, o)
+            a = jax.random.categorical(ka, logits)
+            keys = jax.random.split(ks, n_envs)
+            o2, es2, r, term, trunc, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                keys, es, a, env_params
+            )
+            c = (a == cost_action).astype(jnp.float32)
+            done = jnp.logical_or(term, trunc).astype(jnp.float32)
+            return (es2, o2), (o, a, r.astype(jnp.float32), c, done)
+
+        (es, o), traj = jax.lax.scan(step, (env_state, obs), jax.random.split(key, rollout))
+        return es, o, traj
+
+    def train(key: jax.Array):
+        k_init, k_env, key = jax.random.split(key, 3)
+        obs0, es0 = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(k_env, n_envs), env_params
+        )
+        params = net.init(k_init, obs0[0])
+        lam = jnp.zeros(())
+        state = DeepReloadState(params, lam, popt.init(params), mopt.init(lam), es0, obs0, key)
+
+        def iteration(s: DeepReloadState, _):
+            key, k_roll = jax.random.split(s.key)
+            es, o, (obs_t, a_t, r_t, c_t, d_t) = rollout_fn(s.params, s.env_state, s.obs, k_roll)
+            g = discounted_returns(r_t - s.multiplier * c_t, d_t, gamma)
+            adv = jax.lax.stop_gradient(g - g.mean(axis=1, keepdims=True))
+
+            def surrogate(p):  # maximised
+                logp = jax.nn.log_softmax(net.apply(p, obs_t))
+                logp_a = jnp.take_along_axis(logp, a_t[..., None], axis=-1)[..., 0]
+                return jnp.mean(logp_a * adv)
+
+            grad = jax.grad(surrogate)(s.params)
+            u, po = popt.update(jax.tree.map(lambda x: -x, grad), s.policy_opt)
+            c_bar = c_t.mean()
+            ul, mo = mopt.update(-(c_bar - threshold), s.multiplier_opt)
+            lam = jnp.clip(s.multiplier + ul, 0.0, multiplier_max)
+            new = DeepReloadState(optax.apply_updates(s.params, u), lam, po, mo, es, o, key)
+            info = {"cost_rate": c_bar, "termination_rate": d_t.mean(), "multiplier": lam}
+            return new, info
+
+        return jax.lax.scan(iteration, state, None, iterations)
+
+    return train
