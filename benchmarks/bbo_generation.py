@@ -82,17 +82,19 @@ def check_identical(ours, ref, op, rp, d, population_based):
     )
 
 
-def bench_generation(sizes, t, reps):
+def bench_generation(sizes, t, reps, methods=("les", "lga")):
     from evosax.algorithms import LearnedES, LearnedGA
 
     from metalab.bbo.les import LES
     from metalab.bbo.lga import LGA
     from metalab.bbo.weights import les_from_evosax, lga_from_evosax
 
-    print(f"{'method':6s} {'D':>5s} {'N':>5s} {'metalab ms':>11s} {'evosax ms':>10s} "
-          f"{'ratio':>6s} {'ratio range':>14s} {'max|dx| ask/tell':>18s}")
+    print(
+        f"{'method':6s} {'D':>5s} {'N':>5s} {'metalab ms':>11s} {'evosax ms':>10s} "
+        f"{'ratio':>6s} {'ratio range':>14s} {'max|dx| ask/tell':>18s}"
+    )
     for d, n in sizes:
-        for name in ("les", "lga"):
+        for name in methods:
             if name == "les":
                 ref = LearnedES(n, jnp.zeros(d))
                 ours = LES(n, d, weights=les_from_evosax(ref.les_params))
@@ -136,20 +138,29 @@ def bench_meta(reps):
     ours = jax.jit(lambda th, k: meta_fitness(evaluate(th, k)[0]))
 
     # evosax building blocks: LearnedES + MetaBBOBProblem (vmap over a lax.switch of functions)
-    prob = MetaBBOBProblem(list(fns), 2, 10, {"noise_model_names": ["noiseless"],
-                                              "use_stabilization": True})
+    prob = MetaBBOBProblem(
+        list(fns), 2, 10, {"noise_model_names": ["noiseless"], "use_stabilization": True}
+    )
     es = LearnedES(16, jnp.zeros(10))
 
     def ev_one(theta, p, key):
         # evosax's LES reads its flax weights from params; map metalab's layout back
         w = unravel(theta)
         tree = {
-            "recomb_weights": {"params": {"Dense_0": _fl(w["recomb"]["k"]),
-                                          "Dense_1": _fl(w["recomb"]["q"]),
-                                          "Dense_2": _fl(w["recomb"]["v"])}},
-            "lrate_modulation": {"params": {"Dense_0": _fl(w["lr"]["hidden"]),
-                                            "Dense_1": _fl(w["lr"]["mean"]),
-                                            "Dense_2": _fl(w["lr"]["std"])}},
+            "recomb_weights": {
+                "params": {
+                    "Dense_0": _fl(w["recomb"]["k"]),
+                    "Dense_1": _fl(w["recomb"]["q"]),
+                    "Dense_2": _fl(w["recomb"]["v"]),
+                }
+            },
+            "lrate_modulation": {
+                "params": {
+                    "Dense_0": _fl(w["lr"]["hidden"]),
+                    "Dense_1": _fl(w["lr"]["mean"]),
+                    "Dense_2": _fl(w["lr"]["std"]),
+                }
+            },
         }
         params = es.default_params.replace(params=tree)
         state = es.init(key, jnp.zeros(10), params)
@@ -174,9 +185,11 @@ def bench_meta(reps):
     theirs = jax.jit(theirs_fn)
     del les_from_evosax
     ta, tb = time_pair(lambda k: ours(thetas, k), lambda k: theirs(thetas, k), reps, 1)
-    print(f"meta-generation (16 cand x 16 tasks, N 16, T 50): metalab {np.median(ta):.0f} ms, "
-          f"evosax blocks {np.median(tb):.0f} ms, ratio {np.median(tb / ta):.2f} "
-          f"(range {np.min(tb / ta):.2f}-{np.max(tb / ta):.2f})")
+    print(
+        f"meta-generation (16 cand x 16 tasks, N 16, T 50): metalab {np.median(ta):.0f} ms, "
+        f"evosax blocks {np.median(tb):.0f} ms, ratio {np.median(tb / ta):.2f} "
+        f"(range {np.min(tb / ta):.2f}-{np.max(tb / ta):.2f})"
+    )
 
 
 def _fl(p):
@@ -188,10 +201,11 @@ def main():
     ap.add_argument("--sizes", default="10x16,100x256,1000x1024")
     ap.add_argument("--generations", type=int, default=200)
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--methods", default="les,lga", help="comma-separated subset of les,lga")
     ap.add_argument("--meta", action="store_true", help="also time one meta-generation")
     a = ap.parse_args()
     sizes = [tuple(int(v) for v in s.split("x")) for s in a.sizes.split(",")]
-    bench_generation(sizes, a.generations, a.reps)
+    bench_generation(sizes, a.generations, a.reps, tuple(a.methods.split(",")))
     if a.meta:
         bench_meta(max(3, a.reps // 2))
 

@@ -120,15 +120,24 @@ def test_csv_loader_prices_and_returns(tmp_path):
         load_returns_csv(tmp_path / "r.csv", value_col="price")
 
 
-def _small():
-    d = generate_markets(jax.random.PRNGKey(1), 3, 3, 400, 60, 0.34, 100)
-    st = QuantNetSettings(hidden=4, window=40, burn_in=10, batch=2, steps=4)
-    return d, st, prepare(d, st)
+ST = QuantNetSettings(hidden=4, window=40, burn_in=10, batch=2, steps=4)
 
 
-def test_baselines_match_hand_computations():
-    d, st, prep = _small()
-    base = baseline_positions(d, prep, st, lookback=5)
+@pytest.fixture(scope="module")
+def small():
+    """A small panel, its prepared inputs and the baselines, built in one compiled call."""
+
+    @jax.jit
+    def build(key):
+        d = generate_markets(key, 3, 3, 400, 60, 0.34, 100)
+        prep = prepare(d, ST)
+        return d, prep, baseline_positions(d, prep, ST, lookback=5)
+
+    return build(jax.random.PRNGKey(1))
+
+
+def test_baselines_match_hand_computations(small):
+    d, prep, base = small
     r, v = np.asarray(d.returns), np.asarray(d.valid)
     ret, ok = base["buy_and_hold"]
     m, t = 0, 200
@@ -146,21 +155,23 @@ def test_baselines_match_hand_computations():
     np.testing.assert_allclose(float(mom[m, t]), ref, rtol=1e-4, atol=1e-7)
 
 
-def test_vol_targeting_uses_only_past_information():
-    d, st, prep = _small()
+def test_vol_targeting_uses_only_past_information(small):
+    d, prep, _ = small
     r2 = d.returns.at[:, 300:].set(0.3 * d.valid[:, 300:])  # change the future only
-    prep2 = prepare(MarketData(r2, d.valid), st)
+    prep2 = jax.jit(prepare, static_argnums=1)(MarketData(r2, d.valid), ST)
     np.testing.assert_allclose(np.asarray(prep.z[:, :300]), np.asarray(prep2.z[:, :300]))
     np.testing.assert_allclose(np.asarray(prep.rt[:, :299]), np.asarray(prep2.rt[:, :299]))
 
 
-def test_quantnet_shares_the_global_model_and_trains():
-    d, st, prep = _small()
+def test_quantnet_shares_the_global_model_and_trains(small):
+    _, prep, _ = small
+    st = ST
     p = init_params(jax.random.PRNGKey(0), 3, 3, st)
     q = init_params(jax.random.PRNGKey(0), 3, 3, st._replace(transfer=False))
     leaf = lambda t: jax.tree_util.tree_leaves(t["glob"])[0]
     assert leaf(q).shape == (3,) + leaf(p).shape  # one LSTM per market without transfer
-    pos = all_positions(p, prep.z, st)
+    positions = jax.jit(all_positions, static_argnums=2)
+    pos = positions(p, prep.z, st)
     assert pos.shape == (3, 400, 3) and float(jnp.abs(pos).max()) <= 1.0
     # positions at day t do not depend on inputs after t (causal)
     z2 = prep.z.at[:, 250:].set(1.0)
@@ -168,15 +179,15 @@ def test_quantnet_shares_the_global_model_and_trains():
         np.asarray(all_positions(p, z2, st)[:, :250]), np.asarray(pos[:, :250]), atol=1e-6
     )
     _, train = make_quantnet(st)
-    run = jax.jit(jax.vmap(lambda k: train(k, prep, 340)))
-    state, losses = run(jax.random.split(jax.random.PRNGKey(2), 2))
+
+    @jax.jit
+    def run(keys):
+        state, losses = jax.vmap(lambda k: train(k, prep, 340))(keys)
+        p0 = jax.tree_util.tree_map(lambda a: a[0], state.params)
+        return losses, evaluate(*strategy_returns(prep, all_positions(p0, prep.z, st)), 340)
+
+    losses, (sr, cr) = run(jax.random.split(jax.random.PRNGKey(2), 2))
     assert losses.shape == (2, 4) and np.all(np.isfinite(losses))
-    sr, cr = evaluate(
-        *strategy_returns(
-            prep, all_positions(jax.tree_util.tree_map(lambda a: a[0], state.params), prep.z, st)
-        ),
-        340,
-    )
     assert sr.shape == (3,) and np.all(np.isfinite(sr)) and np.all(np.isfinite(cr))
     with pytest.raises(ValueError, match="train_end"):
         train(jax.random.PRNGKey(0), prep, 30)

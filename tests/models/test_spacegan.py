@@ -18,7 +18,10 @@ from metalab.models.spacegan import (
     make_spacegan,
     predict_ensemble,
 )
-from metalab.models.spatial_data import load_baltimore, quadrant_folds, toy_grid
+from metalab.models.spatial_data import load_baltimore, quadrant_folds
+from metalab.models.spatial_data import toy_grid as _toy_grid
+
+toy_grid = jax.jit(_toy_grid, static_argnums=1)
 
 
 @pytest.fixture(scope="module")

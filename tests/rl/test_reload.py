@@ -33,8 +33,9 @@ def test_update_matches_manual_optimistic_ascent_descent():
     state = rl.init(jax.random.PRNGKey(1), cmdp, params, optimistic=True, init_scale=0.5)
     th, lam = np.asarray(state.logits), 0.0
     g_prev = h_prev = None
+    step = jax.jit(lambda s: rl.update(s, cmdp, params, optimistic=True, direction="npg")[0])
     for _ in range(4):
-        state, _ = rl.update(state, cmdp, params, optimistic=True, direction="npg")
+        state = step(state)
         g = np.asarray(rl.policy_direction(cmdp, jnp.asarray(th), lam, "npg"))
         pi = sf.softmax_policy(jnp.asarray(th))
         v_c = float(sf.normalised_value(cmdp.P, pi, cmdp.c, cmdp.d0, cmdp.gamma))

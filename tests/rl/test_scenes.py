@@ -71,11 +71,12 @@ def test_captions_and_tokens():
 def test_reset_step_success_features():
     env = SceneEnv(grid=4, num_objects=3, max_steps=5)
     states = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), 100))
+    all_pos, agents = np.asarray(states.obj_pos), np.asarray(states.agent)
+    all_types = np.asarray(states.obj_types)
     for i in range(100):
-        pos = np.asarray(states.obj_pos[i])
-        assert len({tuple(p) for p in pos}) == 3
-        assert tuple(np.asarray(states.agent[i])) not in {tuple(p) for p in pos}
-        assert len(set(np.asarray(states.obj_types[i]).tolist())) == 3
+        pos = {tuple(p) for p in all_pos[i]}
+        assert len(pos) == 3 and tuple(agents[i]) not in pos
+        assert len(set(all_types[i].tolist())) == 3
     st = _state([1, 5, 9], [[0, 1], [3, 3], [2, 0]], [0, 0], goal=0)
     env = SceneEnv(grid=4, num_objects=3, max_steps=5)
     st2, done = env.step(st, jnp.array(2))  # left: wall
@@ -98,8 +99,7 @@ def test_captioned_sample_consistent_under_jit_vmap():
     assert imgs.shape == (64, 25, 25, 3)
     on = np.asarray(ty) >= 0
     assert 10 < on.sum() < 54
-    for i in range(64):
-        np.testing.assert_array_equal(toks[i], caption_tokens(ty[i]))
+    np.testing.assert_array_equal(toks, jax.vmap(caption_tokens)(ty))
 
 
 def test_bad_config_raises():

@@ -72,7 +72,7 @@ def test_symla_permutation_equivariance_exact(hidden):
 def test_symla_same_params_any_size_and_jit_vmap():
     learner = make_symla((), lstm_size=4, msg_dim=2)
     params = learner.init_params(jax.random.PRNGKey(0), 1, 2)
-    for n_in, n_out in [(1, 2), (3, 7), (9, 4)]:
+    for n_in, n_out in [(1, 2), (9, 4)]:
         st = learner.init_state(jax.random.PRNGKey(1), n_in, n_out)
         step = jax.jit(learner.step)
         logits, st2 = step(params, st, jnp.ones((n_in,)), jnp.zeros((n_out,)), jnp.zeros(()))

@@ -127,9 +127,14 @@ def test_experiment_smoke_and_verdict():
     for m in ms:
         for k, v in m.items():
             assert np.all(np.isfinite(v)), k
-        assert m["success_rate/tdu"].shape == (cfg.curve_points,)
-        for meth in ("eps_greedy", "boot_dqn", "tdu"):
-            assert 0 <= float(m[f"successes/{meth}"]) <= cfg.num_episodes
+        for v in ("det", "sto"):
+            assert m[f"success_rate_{v}/tdu"].shape == (cfg.curve_points,)
+            for meth in ("eps_greedy", "boot_dqn", "tdu"):
+                succ = float(m[f"successes_{v}/{meth}"])
+                assert 0 <= succ <= cfg.num_episodes
+                first = float(m[f"first_success_{v}/{meth}"])
+                assert (first == cfg.num_episodes + 1) == (succ == 0)
+                assert float(m[f"bsuite_score_{v}/{meth}"]) in (0.0, 1.0)
     v = exp.verdict(ms, cfg)
     assert len(v.checks) == 3
     for c in v.checks:

@@ -114,6 +114,8 @@ def run(config: ContextualMGConfig, key: jax.Array) -> dict[str, jax.Array]:
         out[f"reward/{name}"] = m["reward"].reshape(c.curve_points, -1).mean(-1)
         out[f"entropy_weight/{name}"] = m["entropy_weight"].reshape(c.curve_points, -1).mean(-1)
         out[f"lr/{name}"] = m["lr"].reshape(c.curve_points, -1).mean(-1)
+        out[f"nonfinite_meta_grads/{name}"] = jnp.sum(m["nonfinite_meta_grad"])
+        out[f"diverged/{name}"] = 1.0 - jnp.min(m["params_finite"])
 
     # fixed-hyperparameter grid (vmapped over the entropy weight); lr fixed at c.lr
     fixed = _trainer(c, "fixed")
@@ -186,6 +188,10 @@ def verdict(metrics_list, config: ContextualMGConfig) -> Verdict:
     )
     life = {lv: np.mean([m[f"lifetime/mg-{lv}"] for m in metrics_list]) for lv in LEVELS}
     rec = {lv: np.mean([m[f"recovery/mg-{lv}"] for m in metrics_list]) for lv in LEVELS}
+    div = {
+        lv: int(sum(float(m.get(f"diverged/mg-{lv}", 0.0)) > 0 for m in metrics_list))
+        for lv in LEVELS
+    }
     return Verdict(
         checks=tuple(checks),
         summary=(
@@ -195,6 +201,8 @@ def verdict(metrics_list, config: ContextualMGConfig) -> Verdict:
             + ", ".join(f"fixed-{e:g}={fixed[e].mean():.4f}" for e in fixed)
             + ". Recovery (first window after changes): "
             + ", ".join(f"mg-{lv}={rec[lv]:.4f}" for lv in LEVELS)
+            + ". Lifetimes whose learner diverged (non-finite parameters): "
+            + ", ".join(f"mg-{lv}={div[lv]}/{len(metrics_list)}" for lv in LEVELS)
             + "."
         ),
         notes=(

@@ -178,8 +178,8 @@ def verdict(metrics_list, config: ReloadCMDPConfig) -> Verdict:
         f"equal step sizes for both methods ({config.policy_lr}, {config.multiplier_lr}); "
         "violation = max(v_c - b, 0) of the last iterate, enveloped per window; the rate is a "
         f"least-squares fit of log10 envelope (floored at {config.floor:g}) after "
-        f"{config.burn_in_frac:.0%} burn-in. The deep (gymnax) variant is not part of this "
-        "experiment."
+        f"{config.burn_in_frac:.0%} burn-in. The deep (gymnax) variant is the separate "
+        "experiment reload-deep."
     )
     if math.isnan(med_factor_r):
         notes += " NaN rate."

@@ -345,6 +345,14 @@ def verdict(metrics_list, config: SymLAGenConfig) -> Verdict:
         "relative to Thompson sampling at the same K. Scale: quick preset, small grid (3x3) and "
         "short lifetimes; the paper meta-trains far longer."
     )
+    rl2_train = score("rl2", c.train_arms)
+    if stats.one_sample_t(rl2_train, 0.0, alternative="greater").p_value >= 0.05:
+        notes += (
+            f" In this run RL^2 did not learn the training bandits (score at K={c.train_arms}: "
+            f"{rl2_train.mean():.3f} of Thompson sampling's gain), so checks 0 and 4 say nothing "
+            "about generalisation; RL^2 needs more meta-iterations than SymLA here (raise "
+            "bandit_iterations)."
+        )
     return Verdict(checks=tuple(checks), summary=summary, notes=notes)
 
 

@@ -217,8 +217,12 @@ def verdict(ms, cfg: TDUDeepSeaConfig) -> Verdict:
         "per agent and variant. Checks 2-3 test the paper's gain where it claims it (the "
         "stochastic variant at the largest size the quick budget affords); the deterministic "
         "TDU vs bootstrapped DQN numbers are reported without a check (the paper's own runs "
-        "tie at N <= 20). beta was chosen on 3 pilot seeds disjoint from the lab's seeds. "
-        "A failed check at quick scale is a result, not a bug."
+        "tie at N <= 20); there TDU's behaviour is an explorer about half the time, so once "
+        "bootstrapped DQN has solved the task TDU collects the treasure in fewer episodes by "
+        "construction. beta was chosen on 3 pilot seeds disjoint from the lab's seeds. With 5 "
+        "seeds a one-sided Mann-Whitney test needs a near-complete separation to reach p < "
+        "0.05, and stochastic Deep Sea runs are bimodal (solved or not), so a failed check 2 "
+        "or 3 at quick scale is a result about power at this budget, not a bug."
     )
     return Verdict(checks=tuple(checks), summary=summary, notes=notes)
 

@@ -215,6 +215,7 @@ def _fewshot(cfg: WarpGradFewshotConfig, key) -> dict[str, jnp.ndarray]:
             inner_steps=cfg.fs_inner_steps,
             cfg=cfg,
             leap_options=LeapOptions(),
+            warp_lr=cfg.fs_warp_lr,
         )
 
         def acc(task, init=init, warp=warp):
@@ -273,6 +274,7 @@ def _long_horizon(cfg: WarpGradFewshotConfig, key) -> dict[str, jnp.ndarray]:
             inner_steps=cfg.lh_inner_steps,
             cfg=cfg,
             leap_options=options,
+            warp_lr=cfg.lh_warp_lr,
         )
 
         def curve(task, init=init, warp=warp):

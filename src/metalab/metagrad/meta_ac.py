@@ -10,8 +10,8 @@ online scheme):
    :math:`\tau_{k+1}` with :math:`\theta_{k+1}` (``tau_0`` is carried from the previous step);
 2. compute the meta-loss on :math:`\tau_K` (standard: ``L = 0``; BMG: ``L >= 1``, see
    :mod:`metalab.metagrad.bmg`) by differentiating through the ``K`` updates, and take one
-   Adam step on :math:`\phi` (minimising the meta-loss; the meta-gradient is clipped to
-   global norm 1 and non-finite entries are zeroed);
+   Adam step on :math:`\phi` (minimising the meta-loss; non-finite meta-gradient entries are
+   zeroed and counted, then the meta-gradient is clipped to global norm 1);
 3. update the context statistics.
 
 ``mode="fixed"`` skips step 2 (a fixed-hyperparameter baseline with identical data flow).
@@ -98,8 +98,12 @@ class MetaACState(NamedTuple):
 
 
 def context_features(ctx: ContextState, phase: jnp.ndarray) -> jnp.ndarray:
-    """The 6 context features (``CONTEXT_NAMES``), each roughly O(1)."""
-    return jnp.stack(
+    """The 6 context features (``CONTEXT_NAMES``), each roughly O(1).
+
+    Non-finite statistics (a diverged learner) are mapped to finite values so that a masked
+    feature stays exactly zero.
+    """
+    feats = jnp.stack(
         [
             jnp.ones(()),
             jnp.clip(10.0 * ctx.r_fast, -3.0, 3.0),
@@ -109,6 +113,7 @@ def context_features(ctx: ContextState, phase: jnp.ndarray) -> jnp.ndarray:
             phase,
         ]
     )
+    return jnp.nan_to_num(feats, nan=0.0, posinf=3.0, neginf=-3.0)
 
 
 def make_meta_train(
@@ -129,12 +134,15 @@ def make_meta_train(
         over the period); zeros if None. Applied to environment 0 of the batch.
 
     Returns ``train`` whose metrics are per meta-step curves: ``reward`` (mean reward per env
-    step over the K rollouts), ``entropy_weight``, ``lr``, ``policy_entropy``, ``meta_loss``.
+    step over the K rollouts), ``entropy_weight``, ``lr``, ``policy_entropy``, ``meta_loss``,
+    ``nonfinite_meta_grad`` (number of non-finite meta-gradient entries that were zeroed),
+    ``params_finite`` (0 once the learner's parameters have diverged).
     ``mask`` ([6]) multiplies the context features (0 switches a feature off).
     """
-    # Adam on phi, after clipping the meta-gradient's global norm to 1 and zeroing non-finite
-    # entries (a meta-gradient through an exploding inner step must not poison phi)
-    opt = optax.chain(optax.zero_nans(), optax.clip_by_global_norm(1.0), optax.adam(cfg.meta_lr))
+    # Adam on phi after clipping the meta-gradient's global norm to 1; non-finite entries are
+    # zeroed first (a meta-gradient through an exploding inner step must not poison phi) and
+    # counted in the metric ``nonfinite_meta_grad``
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.meta_lr))
     apply_fn = net.apply
     n_actions = net.num_actions
 
@@ -194,10 +202,14 @@ def make_meta_train(
                         project_fn=project_fn,
                     )
                 )(st.phi)
+                bad = sum(jnp.sum(~jnp.isfinite(x)) for x in jax.tree.leaves(g))
+                g = jax.tree.map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), g)
+                loss = jnp.where(jnp.isfinite(loss), loss, 0.0)
                 upd, opt_state = opt.update(g, st.opt_state, st.phi)
                 phi = optax.apply_updates(st.phi, upd)
             else:
                 loss, phi, opt_state = jnp.zeros(()), st.phi, st.opt_state
+                bad = jnp.zeros((), jnp.int32)
             # context statistics from the K rollouts just used
             terms = ac.ac_terms(p_k, hyper, ro_k, apply_fn)
             r = jnp.mean(used.rewards)
@@ -214,6 +226,10 @@ def make_meta_train(
                 "lr": hyper.lr,
                 "policy_entropy": terms["entropy"],
                 "meta_loss": loss,
+                "nonfinite_meta_grad": bad.astype(jnp.float32),
+                "params_finite": jnp.all(
+                    jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p_k)])
+                ).astype(jnp.float32),
             }
             return MetaACState(p_k, ro_k, es, o, phi, opt_state, ctx), out
 

@@ -18,6 +18,7 @@ obtained as :math:`-\bar R + \ell - \mathrm{sg}(\ell)` with :math:`\ell` the sur
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -30,11 +31,17 @@ from metalab.metalearn.tasks import SPLITS, Task
 ApplyFn = Callable[[Any, jnp.ndarray], jnp.ndarray]
 
 
+@functools.lru_cache(maxsize=4)
 def make_env(maze_size: int = 9):
-    """A MetaMaze env with reward 1 at the goal and normalised time in the observation."""
+    """A MetaMaze env with reward 1 at the goal and normalised time in the observation.
+
+    Built eagerly even when called inside ``jit`` (the gymnax constructor branches on array
+    values) and cached.
+    """
     from gymnax.environments.misc.meta_maze import EnvParams, MetaMaze
 
-    env = MetaMaze(maze_size=maze_size)
+    with jax.ensure_compile_time_eval():
+        env = MetaMaze(maze_size=maze_size)
     return env, EnvParams(reward=1.0, normalize_time=True)
 
 

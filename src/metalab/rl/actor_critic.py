@@ -100,7 +100,7 @@ ApplyFn = Callable[[PyTree, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
 def collect(
     key, params: PyTree, env: EnvFns, env_state, obs: jnp.ndarray, apply_fn: ApplyFn, T: int
 ) -> tuple[Rollout, Any, jnp.ndarray]:
-    """Act ``T`` steps in ``E`` environments (batched ``env_state``/``obs``) with ``pi_params``.
+    """Act ``T`` steps in ``E`` environments (batched ``env_state``/``obs``) with ``params``.
 
     Returns ``(rollout, env_state, obs)``; the rollout is a constant (no gradient flows
     through sampling).
