@@ -41,7 +41,7 @@ def _report(title: str, unit: str, times: dict[str, list[float]], ref: str) -> N
         )
 
 
-def bench_lm(blocks: int, reps: int) -> None:
+def bench_lm(blocks: int, reps: int, torch_threads: int = 1) -> None:
     import torch
 
     from metalab.experiments.alstm_lm import ALSTMConfig, matched_lstm_hidden
@@ -72,7 +72,7 @@ def bench_lm(blocks: int, reps: int) -> None:
         print(f"{name}: compile + 10 steps {time.perf_counter() - t0:.2f} s")
         steps[name] = [f, state]
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(torch_threads)
     emb = torch.nn.Embedding(cfg.vocab, cfg.embed)
     rnn = torch.nn.LSTM(cfg.embed, h_lstm, batch_first=True)
     dec = torch.nn.Linear(h_lstm, cfg.vocab)
@@ -158,10 +158,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--torch-threads", type=int, default=1, help="intra-op threads of torch")
+    ap.add_argument("--only", choices=("moran", "metrics", "lm"), default=None)
     args = ap.parse_args()
-    bench_moran(args.blocks, args.reps * 10)
-    bench_metrics(args.blocks, args.reps * 2)
-    bench_lm(args.blocks, args.reps)
+    if args.only in (None, "moran"):
+        bench_moran(args.blocks, args.reps * 10)
+    if args.only in (None, "metrics"):
+        bench_metrics(args.blocks, args.reps * 2)
+    if args.only in (None, "lm"):
+        bench_lm(args.blocks, args.reps, args.torch_threads)
 
 
 if __name__ == "__main__":

@@ -79,8 +79,8 @@ def test_maml_meta_gradient_matches_finite_differences():
             return jnp.mean(jnp.sum((h @ p[1]["w"] + p[1]["b"] - y) ** 2, -1))
 
         kw = dict(loss_fn=loss, inner_lr=0.05, num_steps=3)
-        f = lambda p: maml.maml_meta_grad(p, tasks, **kw)[0]
-        _, g = maml.maml_meta_grad(params, tasks, **kw)
+        f = jax.jit(lambda p: maml.maml_meta_grad(p, tasks, **kw)[0])
+        _, g = jax.jit(lambda p: maml.maml_meta_grad(p, tasks, **kw))(params)
         flat, unravel = jax.flatten_util.ravel_pytree(params)
         gflat = jax.flatten_util.ravel_pytree(g)[0]
         rng = np.random.default_rng(0)
@@ -139,9 +139,10 @@ def test_snapshots_match_the_trajectory():
     res = adapt(_loss, params, t0.support, inner_lr=0.05, num_steps=9, num_snapshots=4)
     # reference trajectory with a Python loop
     traj, p = [], params
+    grad = jax.jit(jax.grad(_loss))
     for _ in range(9):
         traj.append(p)
-        g = jax.grad(_loss)(p, t0.support)
+        g = grad(p, t0.support)
         p = jax.tree.map(lambda a, b: a - 0.05 * b, p, g)
     for slot, step in enumerate([0, 3, 5, 8]):
         for a, b in zip(jax.tree.leaves(res.snapshots), jax.tree.leaves(traj[step]), strict=True):
@@ -158,11 +159,16 @@ def test_warp_objective_gradient_matches_one_step_definition():
         snaps = jax.tree.map(lambda a: jnp.stack([a, 1.1 * a]), task)
         val = warpgrad.warp_objective(warp, snaps, tasks, warp_loss_fn=loss, inner_lr=0.1)
         ref = []
+
+        @jax.jit
+        def one_step(th, ti):
+            g = jax.grad(loss)(th, warp, ti.support)
+            return loss(jax.tree.map(lambda p, q: p - 0.1 * q, th, g), warp, ti.query)
+
         for i in range(2):
             th = jax.tree.map(lambda a, i=i: a[i], snaps)
             ti = jax.tree.map(lambda a, i=i: a[i], tasks)
-            g = jax.grad(loss)(th, warp, ti.support)
-            ref.append(loss(jax.tree.map(lambda p, q: p - 0.1 * q, th, g), warp, ti.query))
+            ref.append(one_step(th, ti))
         np.testing.assert_allclose(val, np.mean(ref), rtol=1e-12)
         gw = jax.grad(warpgrad.warp_objective)(warp, snaps, tasks, warp_loss_fn=loss, inner_lr=0.1)
         assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(gw))

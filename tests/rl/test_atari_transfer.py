@@ -225,3 +225,35 @@ def test_study_spec_refuses_a_local_replay_that_cannot_fit():
     with pytest.raises(ValueError, match="set ray_address"):
         StudySpec(**kw)
     assert StudySpec(**kw, ray_address="auto").replay_bytes() == 200_000 * 32 * 4 * 84 * 84
+
+
+def test_ray_branch_runs_one_task_per_variant(monkeypatch):
+    """The per-variant task path of run_study, with Ray replaced by an in-process map."""
+    pytest.importorskip("ale_py")
+    import pickle
+
+    from metalab.rl import atari_transfer as at
+
+    calls = []
+
+    def fake_map(fn, arg_list, ray_address=""):
+        calls.append((ray_address, [a[1] for a in arg_list]))
+        pickle.dumps(arg_list)  # what Ray would have to ship
+        return [fn(*a) for a in arg_list]
+
+    monkeypatch.setattr(at, "map_runs", fake_map)
+    vs = at.select_variants("freeway", modes=(0, 1), difficulties=(1,))
+    tiny = at.TrainBudget(steps=12, batch_size=4, learn_start=6, train_every=2, curve_points=3)
+    spec = at.StudySpec(
+        base=vs[0],
+        variants=vs,
+        agent=at.DQNConfig(num_actions=1, network="mlp", n_step=2),
+        env=at.EnvSpec(obs_hw=(21, 20), noop_max=0, eval_max_steps=8),
+        base_budget=tiny,
+        transfer_budget=tiny,
+        ray_address="ray://nowhere:10001",
+    )
+    out = at.run_study(spec, jax.random.PRNGKey(0))
+    assert calls == [("ray://nowhere:10001", [(0,), (1,)])] * 2  # finetune, then scratch
+    assert out["finetune"].shape == out["scratch"].shape == (2,)
+    assert out["finetune_curve"].shape == (2, 3) and np.isfinite(out["scratch_curve"]).all()

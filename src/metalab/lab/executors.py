@@ -27,6 +27,13 @@ import numpy as np
 from metalab.experiments import registry
 from metalab.experiments.base import Experiment, to_numpy_metrics
 
+STALL_SECONDS = float(os.environ.get("METALAB_STALL_SECONDS", "60"))
+STALL_RETRIES = 1
+
+
+class StallError(RuntimeError):
+    """The XLA runtime made no progress on a chunk (see :meth:`ChunkRunner._execute`)."""
+
 
 @dataclass(frozen=True)
 class SeedResult:
@@ -82,7 +89,7 @@ class ChunkRunner:
         self.compile()
         padded = list(seeds) + [seeds[-1]] * (self.chunk - len(seeds))  # same shape: no recompile
         t0 = time.perf_counter()
-        batched = jax.block_until_ready(self._compiled(seed_keys(padded)))
+        batched = self._execute(seed_keys(padded), seeds)
         wall = (time.perf_counter() - t0) / len(seeds)
         host = {k: np.asarray(v) for k, v in batched.items()}
         return [
@@ -90,10 +97,37 @@ class ChunkRunner:
             for i, s in enumerate(seeds)
         ]
 
+    def _execute(self, keys: jnp.ndarray, seeds: Sequence[int]) -> Any:
+        """Run the compiled chunk, watching for a stalled XLA runtime.
 
-def run_local(runner: ChunkRunner, chunks: Sequence[Sequence[int]]) -> Iterator[list[SeedResult]]:
-    for c in chunks:
-        yield runner.run(c)
+        jaxlib 0.10.2's CPU runtime occasionally parks every worker thread with the result never
+        signalled (seen with wide vmapped while-loops, under load). Execution is asynchronous,
+        so we poll readiness and the process's CPU time: if no CPU time is spent for
+        ``STALL_SECONDS`` while the result is pending, the execution is abandoned and dispatched
+        again (up to ``STALL_RETRIES`` times), then a :class:`StallError` is raised. The numbers
+        are unaffected: a retry runs the same program on the same keys.
+        """
+        for _ in range(STALL_RETRIES + 1):
+            out = self._compiled(keys)
+            leaves = jax.tree.leaves(out)
+            window_cpu, window_start, idle = time.process_time(), time.monotonic(), 0.0
+            while not all(x.is_ready() for x in leaves):
+                time.sleep(0.05)
+                now = time.monotonic()
+                if now - window_start >= 5.0:
+                    cpu = time.process_time()
+                    # Less than 1% of a core in the window: the runtime is not computing.
+                    idle = idle + (now - window_start) if cpu - window_cpu < 0.05 else 0.0
+                    window_cpu, window_start = cpu, now
+                    if idle >= STALL_SECONDS:
+                        break
+            else:
+                return out
+        raise StallError(
+            f"XLA's CPU runtime stalled on seeds {list(seeds)} ({STALL_RETRIES + 1} attempts, "
+            f"no CPU progress for {STALL_SECONDS:.0f}s each); finished seeds are stored: re-run "
+            "the same command to resume, or use a smaller --chunk"
+        )
 
 
 # -- Ray ----------------------------------------------------------------------------------------

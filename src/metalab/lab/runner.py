@@ -21,7 +21,14 @@ from metalab.core.pytree import first_nonfinite
 from metalab.experiments import registry
 from metalab.experiments.base import PRESETS, Experiment, Verdict
 from metalab.lab.config import ConfigError, apply_overrides, config_hash, config_to_dict
-from metalab.lab.executors import ChunkRunner, chunk_seeds, default_chunk, run_local, run_ray
+from metalab.lab.executors import (
+    ChunkRunner,
+    SeedResult,
+    StallError,
+    chunk_seeds,
+    default_chunk,
+    run_ray,
+)
 from metalab.lab.progress import Progress
 from metalab.lab.store import Store
 from metalab.lab.version import code_version
@@ -105,33 +112,47 @@ def execute(
         executor,
     )
     size = chunk or default_chunk(len(todo) or 1, cap=exp.max_chunk or 8)
-    chunks = chunk_seeds(todo, size)
     run_t0 = time.perf_counter()
+
+    def keep(chunk_results: list[SeedResult]) -> None:
+        good = []
+        for r in chunk_results:
+            bad = first_nonfinite(r.metrics)
+            if bad is None:
+                good.append((r.seed, r.metrics, r.wall_seconds))
+            else:
+                key, step = bad
+                out.failures.append(
+                    f"seed {r.seed}: non-finite value in metric {key!r} at step {step}"
+                )
+        store.put_results(exp.name, spec.config_hash, spec.code_version, good)
+        out.computed.extend(s for s, _, _ in good)
+
     if todo:
-        if executor == "ray":
-            results = run_ray(exp, cfg, size, chunks, ray_address)
-            progress.note(f"{exp.name}: {len(chunks)} chunk(s) submitted to Ray")
-        else:
-            runner = ChunkRunner(exp, cfg, size)
-            if exp.vmappable:
-                with progress.phase(f"{exp.name}: compile ({size} seeds per call)"):
-                    out.compile_seconds = runner.compile()
-            results = run_local(runner, chunks)
         with progress.bar(f"{exp.name}: seeds", total=len(todo)) as advance:
-            for chunk_results in results:
-                good = []
-                for r in chunk_results:
-                    bad = first_nonfinite(r.metrics)
-                    if bad is None:
-                        good.append((r.seed, r.metrics, r.wall_seconds))
-                    else:
-                        key, step = bad
-                        out.failures.append(
-                            f"seed {r.seed}: non-finite value in metric {key!r} at step {step}"
-                        )
-                store.put_results(exp.name, spec.config_hash, spec.code_version, good)
-                out.computed.extend(s for s, _, _ in good)
-                advance(len(chunk_results))
+            if executor == "ray":
+                progress.note(f"{exp.name}: {len(todo)} seed(s) submitted to Ray")
+                for res in run_ray(exp, cfg, size, chunk_seeds(todo, size), ray_address):
+                    keep(res)
+                    advance(len(res))
+            else:
+                remaining = list(todo)
+                while remaining:
+                    runner = ChunkRunner(exp, cfg, size)
+                    if exp.vmappable:
+                        with progress.phase(f"{exp.name}: compile ({size} seeds per call)"):
+                            out.compile_seconds += runner.compile()
+                    try:
+                        for c in chunk_seeds(list(remaining), size):
+                            res = runner.run(c)
+                            keep(res)
+                            advance(len(res))
+                            remaining = [s for s in remaining if s not in c]
+                    except StallError as e:
+                        if size == 1:
+                            raise
+                        size = max(size // 2, 1)
+                        progress.note(f"{e}\n{exp.name}: retrying with {size} seeds per call")
     out.run_seconds = time.perf_counter() - run_t0 - out.compile_seconds
     store.finish_invocation(inv, out.compile_seconds, out.run_seconds)
     if not out.failures:
