@@ -53,6 +53,7 @@ def test_task_sampler_and_evaluate():
 def test_train_checkpoint_resume_and_self_referential(tmp_path):
     cfg = MetaBBOConfig(
         train_fns=("sphere",),
+        noise_models=("noiseless",),
         tasks_per_fn=2,
         max_dims=3,
         population_size=4,

@@ -33,8 +33,11 @@ def metalab(*args: str, check: bool = False, timeout: float = 300) -> subprocess
 
 
 def rows(store: Path, experiment: str) -> list[tuple]:
+    """Stored (seed, finished_at) rows; [] while the store's schema is still being created."""
     con = sqlite3.connect(store)
     try:
+        if not con.execute("SELECT name FROM sqlite_master WHERE name='results'").fetchall():
+            return []
         return con.execute(
             "SELECT seed, finished_at FROM results WHERE experiment=? ORDER BY seed", (experiment,)
         ).fetchall()

@@ -88,9 +88,14 @@ def multihead_attention(p: dict, x_q: jax.Array, x_kv: jax.Array) -> jax.Array:
     ``{"w": (H, d, F), "b": (F,)}``. Queries come from ``x_q`` (``(Lq, in)``), keys and values
     from ``x_kv`` (``(Lk, in)``); returns ``(Lq, F)``. Self-attention is ``x_q = x_kv``.
     """
-    q = jnp.einsum("li,ihd->hld", x_q, p["q"]["w"]) + p["q"]["b"][:, None, :]
-    k = jnp.einsum("li,ihd->hld", x_kv, p["k"]["w"]) + p["k"]["b"][:, None, :]
-    v = jnp.einsum("li,ihd->hld", x_kv, p["v"]["w"]) + p["v"]["b"][:, None, :]
+    if x_q is x_kv:  # self-attention: one fused projection (fewer kernels at small N)
+        w = jnp.concatenate([p["q"]["w"], p["k"]["w"], p["v"]["w"]], axis=-1)
+        b = jnp.concatenate([p["q"]["b"], p["k"]["b"], p["v"]["b"]], axis=-1)
+        q, k, v = jnp.split(jnp.einsum("li,ihd->hld", x_q, w) + b[:, None, :], 3, axis=-1)
+    else:
+        q = jnp.einsum("li,ihd->hld", x_q, p["q"]["w"]) + p["q"]["b"][:, None, :]
+        k = jnp.einsum("li,ihd->hld", x_kv, p["k"]["w"]) + p["k"]["b"][:, None, :]
+        v = jnp.einsum("li,ihd->hld", x_kv, p["v"]["w"]) + p["v"]["b"][:, None, :]
     logits = jnp.einsum("hqd,hkd->hqk", q, k) / jnp.sqrt(jnp.float32(q.shape[-1]))
     att = jax.nn.softmax(logits, axis=-1)
     heads = jnp.einsum("hqk,hkd->qhd", att, v)

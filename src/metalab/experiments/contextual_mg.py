@@ -213,7 +213,8 @@ def verdict(metrics_list, config: ContextualMGConfig) -> Verdict:
             "seeds (an optimistic baseline). 'No consistent gain' passes by absence of a "
             "significant gain, which at a handful of seeds is weak evidence. Environment: "
             "toroidal 5x5 two-colours with egocentric features (an approximation of the paper's "
-            "environments)."
+            "environments). At quick scale the claim's lifetime part did not reproduce with the "
+            "standard meta-gradient nor with num_bootstrap=2 (see docs/metagrad-rl.md)."
         ),
     )
 

@@ -98,9 +98,7 @@ EXPERIMENT = Experiment(
     ),
     config_cls=DESConfig,
     presets={
-        "smoke": DESConfig(
-            fns=("sphere", "rastrigin"), num_dims=3, population_size=8, generations=4
-        ),
+        "smoke": DESConfig(fns=("rastrigin",), num_dims=3, population_size=8, generations=4),
         "quick": DESConfig(),
         "full": DESConfig(num_dims=50, population_size=64, generations=1000),
     },

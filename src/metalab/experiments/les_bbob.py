@@ -178,7 +178,7 @@ EXPERIMENT = Experiment(
     config_cls=LESBBOBConfig,
     presets={
         "smoke": LESBBOBConfig(
-            fns=("ellipsoidal", "step_ellipsoidal"),
+            fns=("ellipsoidal",),
             num_dims=4,
             population_size=8,
             generations=5,

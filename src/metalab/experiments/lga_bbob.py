@@ -102,7 +102,7 @@ EXPERIMENT = Experiment(
     config_cls=LGABBOBConfig,
     presets={
         "smoke": LGABBOBConfig(
-            fns=("sphere", "rastrigin"), num_dims=3, population_size=7, generations=4, tune=False
+            fns=("rastrigin",), num_dims=3, population_size=7, generations=4, tune=False
         ),
         "quick": LGABBOBConfig(),
         "full": LGABBOBConfig(num_dims=20, population_size=32, generations=50),

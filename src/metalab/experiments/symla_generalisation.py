@@ -48,7 +48,7 @@ class SymLAGenConfig:
         (2, 3, 8, 12), "unseen arm counts at meta-test (below train_arms: RL^2 padded)", lo=2, hi=64
     )
     bandit_lifetime: int = param(50, "steps per bandit lifetime", lo=2, hi=10_000)
-    bandit_iterations: int = param(600, "meta-training iterations on bandits", lo=1)
+    bandit_iterations: int = param(1500, "meta-training iterations on bandits", lo=1)
     grid_size: int = param(3, "grid side (observation has grid_size**2 units)", lo=2, hi=8)
     grid_episode_len: int = param(6, "steps before an unsuccessful grid episode restarts", lo=1)
     grid_lifetime: int = param(60, "steps per grid lifetime", lo=2, hi=10_000)
@@ -61,7 +61,7 @@ class SymLAGenConfig:
     )
     entropy_coef: float = param(0.0, "entropy bonus in the meta-objective", lo=0.0, hi=1.0)
     symla_lstm: int = param(16, "hidden size of each SymLA weight-LSTM", lo=1, hi=256)
-    rl2_hidden: int = param(64, "RL^2 LSTM hidden size", lo=1, hi=1024)
+    rl2_hidden: int = param(32, "RL^2 LSTM hidden size", lo=1, hi=1024)
     eval_lifetimes: int = param(256, "fresh lifetimes per evaluation cell", lo=2)
 
 

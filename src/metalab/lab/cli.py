@@ -37,6 +37,7 @@ from rich.table import Table
 from metalab.experiments import registry
 from metalab.experiments.base import PRESETS
 from metalab.lab.config import ConfigError, describe_fields
+from metalab.lab.executors import abandoned_executions
 from metalab.lab.progress import Progress
 from metalab.lab.report import build_report, verdict_label
 from metalab.lab.runner import EXECUTORS, RunOutcome, execute, resolve
@@ -213,10 +214,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "show": cmd_show,
     }[args.command]
     try:
-        return handler(args)
+        code = handler(args)
     except ConfigError as e:
         print(f"metalab: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        code = EXIT_BAD_INPUT
+    if abandoned_executions():
+        # A wedged XLA execution blocks interpreter shutdown; everything is stored already.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

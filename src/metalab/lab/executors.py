@@ -31,8 +31,17 @@ STALL_SECONDS = float(os.environ.get("METALAB_STALL_SECONDS", "60"))
 STALL_RETRIES = 1
 
 
+_ABANDONED: list[Any] = []  # stalled executions: they pin the process at interpreter exit
+
+
 class StallError(RuntimeError):
     """The XLA runtime made no progress on a chunk (see :meth:`ChunkRunner._execute`)."""
+
+
+def abandoned_executions() -> int:
+    """How many stalled executions this process abandoned (the CLI then exits with os._exit,
+    since a wedged execution would block the interpreter's shutdown forever)."""
+    return len(_ABANDONED)
 
 
 @dataclass(frozen=True)
@@ -72,8 +81,12 @@ class ChunkRunner:
         cfg, run = self.config, self.exp.run
         fn = jax.jit(jax.vmap(lambda k: run(cfg, k)))
         t0 = time.perf_counter()
-        self._compiled = fn.lower(seed_keys(range(self.chunk))).compile()
+        fn.lower(seed_keys(range(self.chunk))).compile()
         self.compile_seconds = time.perf_counter() - t0
+        # Execute through the jitted function: it reuses the executable compiled above (jax
+        # caches compilations), and unlike the AOT object it also passes the constants that
+        # newer jax versions hoist out of closures as extra arguments.
+        self._compiled = fn
         return self.compile_seconds
 
     def run(self, seeds: Sequence[int]) -> list[SeedResult]:
@@ -120,6 +133,7 @@ class ChunkRunner:
                     idle = idle + (now - window_start) if cpu - window_cpu < 0.05 else 0.0
                     window_cpu, window_start = cpu, now
                     if idle >= STALL_SECONDS:
+                        _ABANDONED.append(out)
                         break
             else:
                 return out
