@@ -58,6 +58,7 @@ class SpaceGANConfig:
 
 PRESETS = {
     "smoke": SpaceGANConfig(
+        datasets=("toy",),
         grid_side=6,
         k_neighbours=4,
         hidden=8,

@@ -37,7 +37,7 @@ from rich.table import Table
 from metalab.experiments import registry
 from metalab.experiments.base import PRESETS
 from metalab.lab.config import ConfigError, describe_fields
-from metalab.lab.executors import abandoned_executions
+from metalab.lab.executors import StallError, abandoned_executions
 from metalab.lab.progress import Progress
 from metalab.lab.report import build_report, verdict_label
 from metalab.lab.runner import EXECUTORS, RunOutcome, execute, resolve
@@ -145,6 +145,9 @@ def _run_many(args, names: Sequence[str], overrides: Sequence[str]) -> int:
         for spec in specs:
             try:
                 out = execute(spec, store, args.executor, args.ray_address, args.chunk, progress)
+            except StallError as e:
+                _restart_after_stall(console, spec.exp.name, e)
+                code = EXIT_ERROR
             except Exception:  # one experiment's crash must not stop the others
                 console.print(f"[red]{spec.exp.name} raised an error:[/]")
                 console.print(traceback.format_exc())
@@ -157,6 +160,20 @@ def _run_many(args, names: Sequence[str], overrides: Sequence[str]) -> int:
     index = build_report(store, args.out, [s.exp.name for s in specs])
     console.print(f"report: {index} ({time.perf_counter() - t0:.1f}s in all)")
     return code
+
+
+def _restart_after_stall(console: Console, name: str, err: StallError) -> None:
+    """Re-execute this very command with half the seeds per call (finished seeds are stored,
+    so it resumes); a wedged XLA execution cannot be recovered inside the process."""
+    console.print(f"[red]{name}:[/] {err}")
+    if err.chunk <= 1:
+        return
+    smaller = err.chunk // 2
+    console.print(f"{name}: restarting with at most {smaller} seeds per call")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.environ["METALAB_MAX_CHUNK"] = str(smaller)
+    os.execv(sys.executable, [sys.executable, "-m", "metalab.lab.cli", *sys.argv[1:]])
 
 
 def cmd_run(args) -> int:

@@ -28,14 +28,22 @@ from metalab.experiments import registry
 from metalab.experiments.base import Experiment, to_numpy_metrics
 
 STALL_SECONDS = float(os.environ.get("METALAB_STALL_SECONDS", "60"))
-STALL_RETRIES = 1
+STALL_RETRIES = 0  # a wedged execution blocks later ones on the device
 
 
 _ABANDONED: list[Any] = []  # stalled executions: they pin the process at interpreter exit
 
 
 class StallError(RuntimeError):
-    """The XLA runtime made no progress on a chunk (see :meth:`ChunkRunner._execute`)."""
+    """The XLA runtime made no progress on a chunk (see :meth:`ChunkRunner._execute`).
+
+    ``chunk`` is the number of seeds per call that stalled. The process cannot recover: later
+    executions queue behind the wedged one, so the CLI restarts itself with smaller chunks.
+    """
+
+    def __init__(self, message: str, chunk: int) -> None:
+        super().__init__(message)
+        self.chunk = chunk
 
 
 def abandoned_executions() -> int:
@@ -116,9 +124,8 @@ class ChunkRunner:
         jaxlib 0.10.2's CPU runtime occasionally parks every worker thread with the result never
         signalled (seen with wide vmapped while-loops, under load). Execution is asynchronous,
         so we poll readiness and the process's CPU time: if no CPU time is spent for
-        ``STALL_SECONDS`` while the result is pending, the execution is abandoned and dispatched
-        again (up to ``STALL_RETRIES`` times), then a :class:`StallError` is raised. The numbers
-        are unaffected: a retry runs the same program on the same keys.
+        ``STALL_SECONDS`` while the result is pending, the execution is abandoned and a
+        :class:`StallError` is raised (finished chunks are already stored).
         """
         for _ in range(STALL_RETRIES + 1):
             out = self._compiled(keys)
@@ -140,7 +147,8 @@ class ChunkRunner:
         raise StallError(
             f"XLA's CPU runtime stalled on seeds {list(seeds)} ({STALL_RETRIES + 1} attempts, "
             f"no CPU progress for {STALL_SECONDS:.0f}s each); finished seeds are stored: re-run "
-            "the same command to resume, or use a smaller --chunk"
+            "the same command to resume, or use a smaller --chunk",
+            self.chunk,
         )
 
 

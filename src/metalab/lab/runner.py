@@ -12,6 +12,7 @@ Order of work (so that bad input never touches the store):
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,6 @@ from metalab.lab.config import ConfigError, apply_overrides, config_hash, config
 from metalab.lab.executors import (
     ChunkRunner,
     SeedResult,
-    StallError,
     chunk_seeds,
     default_chunk,
     run_ray,
@@ -112,6 +112,8 @@ def execute(
         executor,
     )
     size = chunk or default_chunk(len(todo) or 1, cap=exp.max_chunk or 8)
+    if os.environ.get("METALAB_MAX_CHUNK"):  # set by the CLI when it restarts after a stall
+        size = max(1, min(size, int(os.environ["METALAB_MAX_CHUNK"])))
     run_t0 = time.perf_counter()
 
     def keep(chunk_results: list[SeedResult]) -> None:
@@ -136,23 +138,14 @@ def execute(
                     keep(res)
                     advance(len(res))
             else:
-                remaining = list(todo)
-                while remaining:
-                    runner = ChunkRunner(exp, cfg, size)
-                    if exp.vmappable:
-                        with progress.phase(f"{exp.name}: compile ({size} seeds per call)"):
-                            out.compile_seconds += runner.compile()
-                    try:
-                        for c in chunk_seeds(list(remaining), size):
-                            res = runner.run(c)
-                            keep(res)
-                            advance(len(res))
-                            remaining = [s for s in remaining if s not in c]
-                    except StallError as e:
-                        if size == 1:
-                            raise
-                        size = max(size // 2, 1)
-                        progress.note(f"{e}\n{exp.name}: retrying with {size} seeds per call")
+                runner = ChunkRunner(exp, cfg, size)
+                if exp.vmappable:
+                    with progress.phase(f"{exp.name}: compile ({size} seeds per call)"):
+                        out.compile_seconds = runner.compile()
+                for c in chunk_seeds(todo, size):
+                    res = runner.run(c)  # may raise StallError: finished chunks are stored
+                    keep(res)
+                    advance(len(res))
     out.run_seconds = time.perf_counter() - run_t0 - out.compile_seconds
     store.finish_invocation(inv, out.compile_seconds, out.run_seconds)
     if not out.failures:
