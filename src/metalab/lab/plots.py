@@ -85,20 +85,27 @@ def plot_curves(metrics_list: Sequence[Metrics], out_dir: Path, title: str) -> l
     for group, methods in grouped(metrics_list, 1).items():
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
         xkey = f"{group}@x"
+        log = _wants_log(methods)
         for method, ys in methods.items():
             n, t = ys.shape
             x = np.asarray(metrics_list[0][xkey]) if xkey in metrics_list[0] else np.arange(t)
-            mean = ys.mean(0)
-            ax.plot(x, mean, label=method or group)
+            if log:  # curves over decades: median and interquartile range, robust to outliers
+                centre = np.median(ys, axis=0)
+                low, high = np.percentile(ys, [25, 75], axis=0)
+            else:
+                centre = ys.mean(0)
+                half = sps.sem(ys, axis=0) * sps.t.ppf(0.975, n - 1) if n > 1 else 0 * centre
+                low, high = centre - half, centre + half
+            ax.plot(x, centre, label=method or group)
             if n > 1:
-                half = sps.sem(ys, axis=0) * sps.t.ppf(0.975, n - 1)
-                ax.fill_between(x, mean - half, mean + half, alpha=0.2)
+                ax.fill_between(x, low, high, alpha=0.2)
+        how = "median, IQR" if log else "mean, 95% CI"
         ax.set_title(
-            f"{title}: {group or 'curve'} (mean, 95% CI over {len(metrics_list)} seeds)", fontsize=9
+            f"{title}: {group or 'curve'} ({how} over {len(metrics_list)} seeds)", fontsize=9
         )
         ax.set_xlabel("step")
         ax.set_ylabel(group)
-        if _wants_log(methods):
+        if log:
             ax.set_yscale("log")
             ax.set_ylim(bottom=_min_positive(methods))
         ax.legend(fontsize=8)
