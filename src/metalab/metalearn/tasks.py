@@ -208,23 +208,27 @@ def make_digits_family(
     counts = np.bincount(d.target, minlength=10)
     n = int(counts.min())
     imgs = np.stack([d.images[d.target == c][:n] for c in range(10)]).astype(np.float32) / 16.0
-    warps = random_affine(
-        jax.random.PRNGKey(warp_seed), num_train_warps + num_test_warps, rotation=rotation
-    )
+    with jax.ensure_compile_time_eval():
+        warps = random_affine(
+            jax.random.PRNGKey(warp_seed), num_train_warps + num_test_warps, rotation=rotation
+        )
     warp_all = jax.jit(jax.vmap(warp_images, in_axes=(None, 0)))
 
     def warped(classes, ws):
         out = warp_all(jnp.asarray(imgs[list(classes)]), ws)  # (W, C, n, 8, 8)
         return out.reshape(out.shape[:3] + (64,))
 
-    return DigitsFamily(
-        train_images=warped(tr, warps[:num_train_warps]),
-        test_images=warped(te, warps[num_train_warps:]),
-        train_classes=jnp.asarray(tr, jnp.int32),
-        test_classes=jnp.asarray(te, jnp.int32),
-        train_warps=warps[:num_train_warps],
-        test_warps=warps[num_train_warps:],
-    )
+    # The family is data, not part of any traced computation: evaluate it eagerly even when
+    # called while a jit trace is under way (callers cache it, and must not cache tracers).
+    with jax.ensure_compile_time_eval():
+        return DigitsFamily(
+            train_images=warped(tr, warps[:num_train_warps]),
+            test_images=warped(te, warps[num_train_warps:]),
+            train_classes=jnp.asarray(tr, jnp.int32),
+            test_classes=jnp.asarray(te, jnp.int32),
+            train_warps=warps[:num_train_warps],
+            test_warps=warps[num_train_warps:],
+        )
 
 
 def warp_images(images: jnp.ndarray, affine: jnp.ndarray) -> jnp.ndarray:
