@@ -77,3 +77,26 @@ def test_unroll_errors():
         unroll(lambda p, x, k: (p, None), jnp.zeros(2))
     with pytest.raises(ValueError, match="truncation"):
         unroll(lambda p, x, k: (p, None), jnp.zeros(2), num_steps=3, truncation=0)
+
+
+@pytest.mark.parametrize("trunc", [1, 2, 3, 5])
+def test_truncation_differentiates_a_meta_parameter_through_exactly_t_updates(trunc):
+    # x <- x + w over K = 5 steps: x_K = x_0 + K w; truncated to the last T steps the
+    # meta-gradient counts only those T updates, dx_K/dw = T (the old code gave T + 1).
+    def f(w):
+        return unroll(
+            lambda x, _, k: (x + w, None), jnp.float32(0.0), num_steps=5, truncation=trunc
+        )[0]
+
+    np.testing.assert_allclose(jax.grad(f)(1.0), float(trunc), rtol=1e-6)
+
+    # x <- w x from x_0 = 1: the first K - T factors are constants c = w^(K-T), so
+    # dx_K/dw = T w^(T-1) c = T w^(K-1).
+    def g(w):
+        return unroll(lambda x, _, k: (w * x, x), jnp.float32(1.0), num_steps=5, truncation=trunc)
+
+    w = 1.3
+    np.testing.assert_allclose(jax.grad(lambda v: g(v)[0])(w), trunc * w**4, rtol=1e-5)
+    # the aux of a step outside the window carries no gradient either
+    aux_grad = jax.grad(lambda v: g(v)[1][5 - trunc - 1] if trunc < 5 else 0.0)(w)
+    np.testing.assert_allclose(aux_grad, 0.0, atol=0)

@@ -11,8 +11,11 @@ parameters with respect to ``w`` and ``\theta_0``.
 
 Options that every meta-learning method in metalab shares:
 
-* ``truncation=T``: gradients flow only through the last ``T`` steps (truncated backprop);
-  earlier steps see ``stop_gradient``.
+* ``truncation=T``: gradients flow only through the last ``T`` steps (truncated backprop):
+  the inputs *and* outputs of every earlier step (its new parameters and its ``aux``) are
+  wrapped in ``stop_gradient``, so a meta-parameter ``w`` used inside the step function is
+  differentiated through exactly ``T`` updates (for :math:`x \leftarrow x + w` over K steps,
+  :math:`\partial x_K / \partial w = T`).
 * ``first_order=True``: the update ``u`` is treated as a constant in the backward pass
   (FOMAML-style: :math:`\partial\theta_{k+1}/\partial\theta_k = I`).
 * ``checkpoint=True``: rematerialise each step in the backward pass, trading compute for
@@ -74,19 +77,26 @@ def unroll(
         x, k = inp
         if truncation is not None:
             cut = k < k_total - truncation
-            p = jax.tree.map(lambda a: jnp.where(cut, lax.stop_gradient(a), a), p)
+            p = _stop_where(cut, p)
+        new_p, aux = step_fn(p, x, k)
         if first_order:
-            new_p, aux = step_fn(p, x, k)
             delta = jax.tree.map(lambda n, o: lax.stop_gradient(n - o), new_p, p)
             new_p = jax.tree.map(jnp.add, p, delta)
-        else:
-            new_p, aux = step_fn(p, x, k)
+        if truncation is not None:
+            # a step outside the window contributes no gradient at all: neither through its
+            # input (theta_0 and earlier steps) nor through what it uses inside (w).
+            new_p, aux = _stop_where(cut, new_p), _stop_where(cut, aux)
         return new_p, aux
 
     if checkpoint:
         body = jax.checkpoint(body)
     steps = jnp.arange(k_total)
     return lax.scan(body, params, (xs, steps))
+
+
+def _stop_where(cut: jnp.ndarray, tree: PyTree) -> PyTree:
+    """``stop_gradient`` on every leaf where the traced flag ``cut`` is True."""
+    return jax.tree.map(lambda a: jnp.where(cut, lax.stop_gradient(a), a), tree)
 
 
 def sgd_step(loss_fn: Callable[..., jnp.ndarray], lr) -> StepFn:
