@@ -81,6 +81,15 @@ class Check:
       threshold: the pass rule in words, e.g. ``"p < 0.05 and speed-up > 1"``.
       passed: whether the rule holds.
       test: the name of the test (``"Wilcoxon signed-rank, one-sided"``).
+      rule: the declared rule, verbatim (:meth:`metalab.core.checks.Rule.text`).
+      p_adjusted: the p-value after Holm's adjustment within ``group`` (= ``p_value`` alone).
+      mde: minimum detectable effect at 80% power, in the units of ``value``.
+      n: the number of units tested (seeds, pairs or problems).
+      ci_level: the confidence level of ``ci`` (``1 - 2 alpha`` for one-sided tests).
+      group: the Holm group ('' if none).
+      effect_name: what ``effect_size`` is (``"d_z"``, ``"rank-biserial r"``...).
+
+    Checks are built by :func:`metalab.core.checks.judge` from declared rules, never by hand.
     """
 
     name: str
@@ -92,6 +101,13 @@ class Check:
     effect_size: float = math.nan
     ci: tuple[float, float] = (math.nan, math.nan)
     test: str = ""
+    rule: str = ""
+    p_adjusted: float = math.nan
+    mde: float = math.nan
+    n: int = 0
+    ci_level: float = math.nan
+    group: str = ""
+    effect_name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -100,7 +116,8 @@ class Check:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Check:
-        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
         d["ci"] = tuple(d.get("ci", (math.nan, math.nan)))
         return cls(**d)
 
@@ -116,6 +133,7 @@ class Verdict:
     checks: tuple[Check, ...]
     summary: str = ""
     notes: str = ""
+    rules_hash: str = ""
 
     @property
     def reproduced(self) -> bool:
@@ -127,6 +145,7 @@ class Verdict:
             "summary": self.summary,
             "notes": self.notes,
             "reproduced": self.reproduced,
+            "rules_hash": self.rules_hash,
         }
 
     @classmethod
@@ -135,6 +154,7 @@ class Verdict:
             checks=tuple(Check.from_dict(c) for c in d["checks"]),
             summary=d.get("summary", ""),
             notes=d.get("notes", ""),
+            rules_hash=d.get("rules_hash", ""),
         )
 
 
@@ -155,7 +175,13 @@ class Experiment:
       presets: ``{"smoke": cfg, "quick": cfg, "full": cfg}``, instances of ``config_cls``.
       seeds: default number of seeds per preset, e.g. ``{"smoke": 2, "quick": 8, "full": 20}``.
       run: ``run(config, key) -> Metrics`` for one seed; pure in its inputs.
-      verdict: ``verdict(list_of_metrics_over_seeds, config) -> Verdict`` (numpy inputs).
+      verdict: ``verdict(data, config) -> Verdict`` where ``data`` maps each metric to a numpy
+        array whose leading axis is the seed (see :func:`metalab.core.checks.stack_seeds`);
+        its checks come from ``judge(rules, ...)``. Legacy experiments without ``rules`` get
+        the list of per-seed metric dicts instead (to be converted).
+      rules: the declared checks (:class:`metalab.core.checks.Rule`), written from the claim
+        before any numbers are seen; the report prints them verbatim and the store records
+        their hash with every verdict.
       vmappable: True if ``jax.jit(jax.vmap(lambda k: run(config, k)))`` works; the local
         executor then runs all seeds of a chunk in one compiled call.
       plot: optional ``plot(metrics_list, config, out_dir) -> [png paths]`` for figures the
@@ -180,8 +206,12 @@ class Experiment:
     max_chunk: int | None = None
     default: bool = True
     tags: tuple[str, ...] = ()
+    rules: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
+        names = [r.name for r in self.rules]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: rule names must be unique; got {names}")
         if not dataclasses.is_dataclass(self.config_cls):
             raise TypeError(f"{self.name}: config_cls must be a dataclass")
         if not self.config_cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
@@ -202,6 +232,28 @@ class Experiment:
         if preset not in self.presets:
             raise KeyError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
         return self.presets[preset]
+
+    def judge(self, metrics: Sequence[Metrics], config: Any) -> Verdict:
+        """The verdict over seeds: stacks the seeds' metrics and calls ``verdict``.
+
+        For an experiment with declared ``rules`` the verdict's checks must be exactly those
+        rules, in order (each computed by :func:`metalab.core.checks.judge`); anything else is
+        an error, so that no verdict can add, drop or hand-build a check.
+        """
+        if not self.rules:
+            return self.verdict(list(metrics), config)
+        from metalab.core.checks import rules_hash, stack_seeds
+
+        v = self.verdict(stack_seeds(metrics), config)
+        texts = [r.text() for r in self.rules]
+        got = [(c.name, c.rule) for c in v.checks]
+        want = [(r.name, t) for r, t in zip(self.rules, texts, strict=True)]
+        if got != want:
+            raise ValueError(
+                f"{self.name}: the verdict's checks {[g[0] for g in got]} are not the declared "
+                f"rules {[w[0] for w in want]} (build them with metalab.core.checks.judge)"
+            )
+        return dataclasses.replace(v, rules_hash=rules_hash(self.rules))
 
     def field_docs(self) -> dict[str, str]:
         return {f.name: f.metadata["doc"] for f in dataclasses.fields(self.config_cls)}

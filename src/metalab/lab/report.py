@@ -159,7 +159,7 @@ def build_report(store: Store, out_dir: str | Path, names: Sequence[str] | None 
         verdict = None
         if len(got) == inv.seeds:
             config = exp.config_cls(**_config_fields(exp, inv))
-            verdict = exp.verdict(metrics_list, config)
+            verdict = exp.judge(metrics_list, config)
         experiment_page(exp, inv, metrics_list, verdict, out)
         summary = verdict.summary if verdict else ""
         rows.append((f"[{name}]({name}.md)", inv.preset, verdict_label(verdict), summary))

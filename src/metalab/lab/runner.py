@@ -158,7 +158,7 @@ def judge(spec: RunSpec, store: Store) -> Verdict | None:
     got = store.get_results(spec.exp.name, spec.config_hash, spec.code_version, range(spec.seeds))
     if len(got) < spec.seeds:
         return None
-    verdict = spec.exp.verdict([got[s] for s in range(spec.seeds)], spec.config)
+    verdict = spec.exp.judge([got[s] for s in range(spec.seeds)], spec.config)
     store.put_verdict(
         spec.exp.name, spec.config_hash, spec.code_version, spec.seeds, verdict.to_dict()
     )
