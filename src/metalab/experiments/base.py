@@ -41,16 +41,49 @@ def param(
     lo: float | None = None,
     hi: float | None = None,
     choices: Sequence[Any] | None = None,
+    allow_nonfinite: bool = False,
+    path: bool = False,
+    validator: Callable[[Any], None] | None = None,
 ) -> Any:
     """A documented config field with an optional range or set of allowed values.
 
     Use inside a frozen dataclass: ``steps: int = param(500, "optimisation steps", lo=1)``.
     ``lo``/``hi`` are inclusive bounds (applied to every element of a tuple field).
+    ``allow_nonfinite``: NaN/Inf overrides are accepted (rejected otherwise). ``path``: the
+    value is a file that must exist. ``validator(value)`` raises ``ValueError`` with a message
+    for a bad value; both are checked before anything is computed or written.
     """
-    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": tuple(choices) if choices else None}
+    meta = {
+        "doc": doc,
+        "lo": lo,
+        "hi": hi,
+        "choices": tuple(choices) if choices else None,
+        "allow_nonfinite": allow_nonfinite,
+        "path": path,
+        "validator": validator,
+    }
     if isinstance(default, list | dict | set):
         raise TypeError("config defaults must be immutable: use a tuple instead of a list")
     return field(default=default, metadata=meta)
+
+
+def file_or(*names: str, suffix: str = "") -> Callable[[Any], None]:
+    """A ``param(validator=...)`` for a value that is one of ``names`` or an existing file
+    (``suffix`` replaces the path's suffix first, as loaders that append ``.npz`` do)."""
+
+    def check(value: Any) -> None:
+        if value in names:
+            return
+        path = Path(str(value))
+        if suffix:
+            path = path.with_suffix(suffix)
+        if not path.is_file():
+            raise ValueError(
+                f"got {value!r}: no file at {str(path)!r}; give "
+                + " or ".join([*map(repr, names), "the path of an existing file"])
+            )
+
+    return check
 
 
 @dataclass(frozen=True)

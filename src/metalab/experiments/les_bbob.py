@@ -25,7 +25,7 @@ from metalab.bbo.compare import (
 from metalab.bbo.les import LES
 from metalab.bbo.problems import BBOB_NAMES, LES_TRAIN_FNS
 from metalab.core import stats
-from metalab.experiments.base import Check, Experiment, Paper, Verdict, param
+from metalab.experiments.base import Check, Experiment, Paper, Verdict, file_or, param
 
 HELD_OUT = tuple(f for f in BBOB_NAMES if f not in LES_TRAIN_FNS)
 TIE = 1e-3  # |difference| in mean log10 regret below which a function is a tie
@@ -39,7 +39,11 @@ class LESBBOBConfig:
     generations: int = param(100, "generations T (training used 50)", lo=2, hi=100000)
     sigma0: float = param(1.0, "initial search scale (LES std_init)", lo=1e-3, hi=10.0)
     init_range: float = param(2.0, "initial mean ~ U[-r, r]^D", lo=0.0, hi=5.0)
-    weights: str = param("les", "LES weights: 'les' (metalab shipped), 'evosax-les' or an npz path")
+    weights: str = param(
+        "les",
+        "LES weights: 'les' (metalab shipped), 'evosax-les' or an npz path",
+        validator=file_or("les", "evosax-les", suffix=".npz"),
+    )
     tune: bool = param(True, "tune baselines over their grids (False: one default setting each)")
 
 

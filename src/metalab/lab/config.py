@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from metalab.experiments.base import config_types
@@ -19,6 +21,9 @@ from metalab.experiments.base import config_types
 
 class ConfigError(ValueError):
     """A bad experiment name, preset, field, type or value."""
+
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # int fields become int32 arrays under jax
 
 
 def _describe(tp: Any) -> str:
@@ -35,15 +40,14 @@ def _parse_scalar(text: str, tp: Any, field: str) -> Any:
         raise ConfigError(f"{field}: expected a bool (true/false), got {text!r}")
     if tp is int:
         try:
-            return int(text)
+            v = int(text.strip())
         except ValueError:
-            try:
-                f = float(text)
-            except ValueError:
-                f = None
-            if f is not None and f.is_integer():
-                return int(f)
-            raise ConfigError(f"{field}: expected an int, got {text!r}") from None
+            raise ConfigError(
+                f"{field}: expected an integer (digits only, e.g. 100), got {text!r}"
+            ) from None
+        if not INT_MIN <= v <= INT_MAX:
+            raise ConfigError(f"{field}: got {v}; an int field must fit in 32 bits")
+        return v
     if tp is float:
         try:
             return float(text)
@@ -87,9 +91,16 @@ def parse_value(text: str, tp: Any, field: str) -> Any:
 
 
 def check_field(field: dataclasses.Field, value: Any) -> None:
-    """Check ``value`` against the field's declared range / choices."""
+    """Check ``value`` against the field's declared range, choices, finiteness, path and
+    validator."""
     meta = field.metadata
+    if isinstance(value, tuple) and not value and field.default != ():
+        raise ConfigError(f"{field.name}: got an empty list; give at least one value")
     values = value if isinstance(value, tuple) else (value,)
+    if not meta.get("allow_nonfinite"):
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{field.name}: got {v!r}; must be a finite number")
     choices = meta.get("choices")
     if choices is not None:
         for v in values:
@@ -105,6 +116,16 @@ def check_field(field: dataclasses.Field, value: Any) -> None:
             raise ConfigError(f"{field.name}: got {v!r}; must be >= {lo}" + _range(lo, hi))
         if hi is not None and v > hi:
             raise ConfigError(f"{field.name}: got {v!r}; must be <= {hi}" + _range(lo, hi))
+    if meta.get("path"):
+        for v in values:
+            if v is not None and not Path(str(v)).expanduser().is_file():
+                raise ConfigError(f"{field.name}: no file at {str(v)!r}; give an existing file")
+    validator = meta.get("validator")
+    if validator is not None:
+        try:
+            validator(value)
+        except (ValueError, TypeError, OSError) as e:
+            raise ConfigError(f"{field.name}: {e}") from None
 
 
 def _range(lo: Any, hi: Any) -> str:
