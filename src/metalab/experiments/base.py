@@ -224,6 +224,9 @@ class Experiment:
         trip an XLA-CPU runtime hang seen with very wide vmapped while-loops.
       default: part of ``metalab reproduce``'s default selection.
       tags: free-form labels (``"metagrad"``, ``"rl"``) used by ``metalab list``.
+      ladder: the scale ladder of ``metalab scale``, cheapest rung first: each rung a dict of
+        config overrides plus optional ``"preset"`` (default ``"smoke"``) and ``"seeds"``; the
+        first config field the rungs name is the scale knob (see :mod:`metalab.lab.scale`).
     """
 
     name: str
@@ -240,6 +243,7 @@ class Experiment:
     default: bool = True
     tags: tuple[str, ...] = ()
     rules: tuple[Any, ...] = ()
+    ladder: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.rules]

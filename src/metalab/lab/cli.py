@@ -318,6 +318,10 @@ register_command(
 )
 register_command("report", "rebuild reports from the store", configure_report, cmd_report)
 register_command("show", "an experiment's config fields and presets", configure_show, cmd_show)
+register_module_command(
+    "sweep", "run a grid of configs; each check along it", "metalab.lab.sweep", overrides=True
+)
+register_module_command("scale", "climb an experiment's scale ladder", "metalab.lab.scale")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
