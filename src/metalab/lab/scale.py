@@ -244,8 +244,8 @@ def run_scale(
                 elif code not in (0, 3):
                     status = "failed"
             verdict, got = judge_available(spec, store)
-            if status == "done" and got < spec.seeds:
-                status = "partial"
+            if status in ("done", "partial"):
+                status = "done" if got >= spec.seeds else "partial"
             checks = check_rows(verdict, spec.exp) if verdict is not None else None
             db.update_point(
                 plan.id,

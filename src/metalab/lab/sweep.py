@@ -257,37 +257,31 @@ STATUSES = ("pending", "running", "done", "partial", "failed", "skipped")
 
 
 class SweepDB:
-    """The ``sweeps`` and ``sweep_points`` tables in the run store's SQLite file."""
+    """The ``sweeps`` and ``sweep_points`` tables in the run store's SQLite file.
+
+    Every access goes through the :class:`Store`'s own connections, so the store's checks hold
+    for sweeps too (a file that is not a metalab store is never touched; a read-only store is
+    only read)."""
 
     _lock = threading.Lock()
 
     def __init__(self, store: Store) -> None:
-        self.path = store.path
+        self.store = store
 
     @contextmanager
     def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
         if write:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        try:
-            con.execute("PRAGMA busy_timeout=60000")
-            if write:
-                con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    yield con
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
-            else:
+            with self.store._transaction() as con:
+                for stmt in filter(str.strip, _SCHEMA.split(";")):
+                    con.execute(stmt)
                 yield con
-        finally:
-            con.close()
+        else:
+            with self.store._connect() as con:
+                yield con
 
     def _has_tables(self) -> bool:
-        if not self.path.exists():
+        path = self.store.path
+        if not (path.is_file() and path.stat().st_size > 0):
             return False
         with self._connect(write=False) as con:
             got = con.execute(
