@@ -415,6 +415,25 @@ def toward(rule: Any) -> int | None:
     return 1 if getattr(rule, "direction", "greater") == "greater" else -1
 
 
+def null_values(rule: Any) -> list[float]:
+    """Where a check's value sits when the claim is exactly at its boundary (the report draws
+    these lines): the fraction 1/2 for sign tests and wins, +-margin for equivalence, else the
+    declared margin on the side the rule tests (``a - b`` for comparisons)."""
+    if rule is None:
+        return []
+    kind, m = getattr(rule, "kind", ""), float(getattr(rule, "margin", 0.0))
+    s = 1.0 if getattr(rule, "direction", "greater") == "greater" else -1.0
+    if kind == "wins" or getattr(rule, "test", "") == "sign":
+        return [0.5]
+    if kind == "equivalence":
+        return [-m, m]
+    if kind == "non_inferiority":
+        return [-s * m]
+    if kind == "one_sample":
+        return [m]
+    return [s * m]
+
+
 def check_rows(verdict: Verdict, exp: Experiment | None = None) -> list[dict[str, Any]]:
     """The numbers of each check of a verdict, JSON-friendly (nan where a check has none)."""
     rules = {r.name: r for r in getattr(exp, "rules", ()) or ()}
@@ -436,6 +455,7 @@ def check_rows(verdict: Verdict, exp: Experiment | None = None) -> list[dict[str
                 "ci_level": _num(getattr(c, "ci_level", math.nan)),
                 "n": int(getattr(c, "n", 0) or 0),
                 "toward": toward(rules.get(c.name)),
+                "null": null_values(rules.get(c.name)),
                 "rule": getattr(c, "rule", ""),
                 "passed": bool(c.passed),
             }

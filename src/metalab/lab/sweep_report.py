@@ -58,6 +58,8 @@ class CheckCurve:
     seeds: np.ndarray
     trend: TrendFit
     onset: Onset
+    statistic: str = ""
+    null: tuple[float, ...] = ()
 
     @property
     def group_text(self) -> str:
@@ -133,6 +135,8 @@ def analyse(store: Store | str, ref: str) -> SweepAnalysis:
                         np.array([t[2] for t in items]),
                         trend,
                         onset(x, passed),
+                        str(items[0][1].get("statistic", "")),
+                        tuple(items[0][1].get("null") or ()),
                     )
                 )
     return SweepAnalysis(summary, points, tuple(checks), tuple(curves), log_x)
@@ -189,10 +193,14 @@ def plot_curves(analysis: SweepAnalysis, out_dir: Path) -> dict[tuple[str, str],
                     )
                 if c.onset.value is not None:
                     ax.axvline(c.onset.value, color=colour, ls=":", lw=1.2)
+            for k0, y0 in enumerate(curves[0].null):
+                ax.axhline(
+                    y0, color="grey", lw=0.8, label="null (the rule's boundary)" if not k0 else None
+                )
             if log:
                 ax.set_xscale("log")
             ax.set_xlabel(f)
-            ax.set_ylabel(str(curves[0].check)[:40])
+            ax.set_ylabel(curves[0].statistic[:45] or "value", fontsize=8)
             title = f"{analysis.summary.experiment}: {name}"
             ax.set_title(title if len(title) < 80 else title[:77] + "...", fontsize=8)
             ax.legend(fontsize=7, title="filled: passes; dotted: holds from", title_fontsize=7)

@@ -61,7 +61,8 @@ class TrendFit:
         if math.isfinite(self.p_toward):
             p += f", one-sided p toward the claim {self.p_toward:.3g}"
         unit = f"per decade of {field}" if self.log_x else f"per unit of {field}"
-        return f"slope {self.slope:.3g} {unit} ({ci}{p}, {self.n} points)"
+        how = "weighted by the points' CIs" if self.weighted else "unweighted"
+        return f"slope {self.slope:.3g} {unit} ({ci}{p}; {self.n} points, {how})"
 
 
 def spans_decades(values: Sequence[float], ratio: float = 10.0) -> bool:
