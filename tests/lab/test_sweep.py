@@ -60,6 +60,8 @@ BIG = [
         (["effect=1,2,3", "--max-points", "2"], "more than the limit of 2"),
         (["effect=1,2", "--seeds", "0"], "--seeds: got 0"),
         (["effect=1,2", "--preset", "huge"], "--preset: got 'huge'"),
+        (["seeds=2,0"], "seeds: got 0; must be >= 1"),
+        (["seeds=2,4", "--seeds", "3"], "either as --seeds or as a seeds= axis"),
     ],
 )
 def test_bad_sweeps_exit_2_with_one_line_and_run_nothing(tmp_path, capsys, argv, needle):
@@ -186,3 +188,13 @@ def test_ray_sweep_runs_every_point(tmp_path):
     assert s.done == 2
     checks = sweep.checks_frame(store, s.id)
     assert list(checks["passed"]) == [False, True]  # same numbers as the local executor
+
+
+def test_seeds_axis_shares_the_first_seeds(tmp_path, capsys):
+    store = tmp_path / "s.sqlite"
+    argv = ["sweep", NAME, "seeds=3,6", "effect=1", "--preset", "smoke", "--store", str(store)]
+    assert cli.main([*argv, "--out", str(tmp_path / "r")]) == 0
+    text = capsys.readouterr().out
+    assert "computed 3, reused 0" in text and "computed 3, reused 3" in text
+    checks = sweep.checks_frame(store, NAME)
+    assert list(checks["seeds"]) == [3, 6] and list(checks["n"]) == [3, 6]

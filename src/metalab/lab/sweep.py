@@ -9,7 +9,8 @@
   or a value listed twice, and a grid of more than ``--max-points`` points (1,000 by default)
   are one-line :class:`ConfigError`s, raised before the store is touched. Tuple-valued fields
   separate their values with ``;`` (``hidden=32,32;64,64``). An axis with a single value is a
-  fixed override.
+  fixed override. ``seeds=4,8,16`` sweeps the number of seeds (points share their first seeds:
+  the 16-seed point reuses the 8 seeds of the 8-seed point).
 * **Storage and resume.** A point is an ordinary run request (:func:`metalab.lab.runner.resolve`)
   executed by the lab's runner, so its seeds land in the run store keyed by (experiment, config
   hash, seed, code version) like any ``metalab run``; re-running the same sweep reuses every
@@ -59,6 +60,7 @@ from metalab.lab.store import Store
 
 MAX_POINTS = 1000
 TUPLE_SEP = ";"
+SEEDS_AXIS = "seeds"  # a pseudo-field: sweeps the number of seeds (the first N are shared)
 KINDS = ("sweep", "scale")
 
 __all__ = [
@@ -144,12 +146,16 @@ def parse_axes(config: Any, specs: Sequence[str]) -> tuple[Axis, ...]:
             raise ConfigError(f"sweep axis {item!r} is not of the form field=v1,v2,...")
         name, text = item.split("=", 1)
         name = name.strip()
-        if name not in fields:
-            raise ConfigError(f"unknown config field {name!r}; fields: {', '.join(sorted(fields))}")
+        if name not in fields and name != SEEDS_AXIS:
+            raise ConfigError(
+                f"unknown config field {name!r}; fields: {', '.join(sorted(fields))} "
+                f"(or {SEEDS_AXIS}=N1,N2,... to sweep the number of seeds)"
+            )
         if name in seen:
             raise ConfigError(f"{name}: swept twice; list all its values in one {name}=v1,v2,...")
         seen.add(name)
-        sep = TUPLE_SEP if _is_tuple_type(types_[name]) else ","
+        is_seeds = name == SEEDS_AXIS and name not in fields
+        sep = TUPLE_SEP if not is_seeds and _is_tuple_type(types_[name]) else ","
         if not text.strip():
             raise ConfigError(
                 f"{name}: empty list of values; give one or more, e.g. {name}=1{sep}2"
@@ -161,7 +167,11 @@ def parse_axes(config: Any, specs: Sequence[str]) -> tuple[Axis, ...]:
             )
         values, keys = [], []
         for p in parts:
-            v = getattr(apply_overrides(config, [f"{name}={p}"]), name)
+            v = (
+                _seeds_value(p)
+                if is_seeds
+                else getattr(apply_overrides(config, [f"{name}={p}"]), name)
+            )
             key = json.dumps(jsonable(v))
             if key in keys:
                 raise ConfigError(f"{name}: value {p!r} is listed twice")
@@ -171,6 +181,16 @@ def parse_axes(config: Any, specs: Sequence[str]) -> tuple[Axis, ...]:
     if not axes:
         raise ConfigError("no sweep axes: give at least one field=v1,v2,...")
     return tuple(axes)
+
+
+def _seeds_value(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise ConfigError(f"{SEEDS_AXIS}: expected an int, got {text!r}") from None
+    if n < 1:
+        raise ConfigError(f"{SEEDS_AXIS}: got {n}; must be >= 1")
+    return n
 
 
 def sweep_id(kind: str, experiment: str, preset: str, seeds: int | None, payload: Any) -> str:
@@ -206,10 +226,19 @@ def plan_sweep(
             "narrow it or raise --max-points"
         )
     points = []
+    fields = {f.name for f in dataclasses.fields(base.config)}
+    if seeds is not None and any(a.field == SEEDS_AXIS not in fields for a in axes):
+        raise ConfigError(f"give the number of seeds either as --seeds or as a {SEEDS_AXIS}= axis")
     for i, combo in enumerate(itertools.product(*[range(len(a.values)) for a in axes])):
-        overrides = tuple(f"{a.field}={a.texts[j]}" for a, j in zip(axes, combo, strict=True))
-        values = {a.field: jsonable(a.values[j]) for a, j in zip(axes, combo, strict=True)}
-        spec = resolve(name, preset, seeds, overrides, executor, chunk)
+        chosen = list(zip(axes, combo, strict=True))
+        n = next((a.values[j] for a, j in chosen if a.field == SEEDS_AXIS not in fields), seeds)
+        overrides = tuple(
+            f"{a.field}={a.texts[j]}"
+            for a, j in chosen
+            if a.field != SEEDS_AXIS or a.field in fields
+        )
+        values = {a.field: jsonable(a.values[j]) for a, j in chosen}
+        spec = resolve(name, preset, n, overrides, executor, chunk)
         points.append(SweepPoint(i, values, overrides, spec))
     payload = [[a.field, [jsonable(v) for v in a.values]] for a in axes]
     sid = sweep_id("sweep", base.exp.name, preset, seeds, payload)
