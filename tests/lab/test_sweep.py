@@ -198,3 +198,26 @@ def test_seeds_axis_shares_the_first_seeds(tmp_path, capsys):
     assert "computed 3, reused 0" in text and "computed 3, reused 3" in text
     checks = sweep.checks_frame(store, NAME)
     assert list(checks["seeds"]) == [3, 6] and list(checks["n"]) == [3, 6]
+
+
+def test_sweeps_table_lists_sweeps(tmp_path):
+    store = tmp_path / "s.sqlite"
+    assert (
+        cli.main(
+            [
+                "sweep",
+                NAME,
+                "effect=0,1",
+                "--preset",
+                "smoke",
+                "--store",
+                str(store),
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
+    table = sweep.sweeps_table(store)
+    assert table is not None and table.row_count == 1
+    assert sweep.sweeps_table(store, experiments=["other"]) is None

@@ -79,6 +79,7 @@ __all__ = [
     "run_sweep",
     "sweep_frame",
     "sweep_points",
+    "sweeps_table",
 ]
 
 
@@ -718,6 +719,23 @@ def list_sweeps(store: Store | str, experiment: str | None = None) -> list[Sweep
             )
         )
     return out
+
+
+def sweeps_table(store: Store | str, experiments: Sequence[str] | None = None) -> Any:
+    """A rich ``Table`` of the stored sweeps and scaling studies (for ``metalab runs``), or None
+    if there are none."""
+    from rich.table import Table
+
+    rows = [s for s in list_sweeps(store) if not experiments or s.experiment in experiments]
+    if not rows:
+        return None
+    table = Table(title="sweeps and scaling studies (metalab sweep / metalab scale)")
+    for col in ("sweep", "kind", "experiment", "preset", "axes", "points", "last"):
+        table.add_column(col, overflow="fold")
+    for s in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.updated_at))
+        table.add_row(s.id, s.kind, s.experiment, s.preset, s.axes_text, s.status, when)
+    return table
 
 
 def find_sweep(store: Store | str, ref: str) -> SweepSummary:
