@@ -52,3 +52,23 @@ def group(db: Path) -> tuple[str, str]:
         return con.execute("SELECT config_hash, code_version FROM results LIMIT 1").fetchone()
     finally:
         con.close()
+
+
+def register_fakes() -> None:
+    """Register the fixture experiments in this process (for in-process CLI calls)."""
+    import fake_experiments
+
+    from metalab.experiments import registry
+
+    for exp in fake_experiments.EXPERIMENTS:
+        registry.register(exp)
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``metalab ARGS`` in this process; returns (exit code, stdout, stderr)."""
+    from metalab.lab.cli import main
+
+    register_fakes()
+    code = main(list(args))
+    got = capsys.readouterr()
+    return code, got.out, got.err

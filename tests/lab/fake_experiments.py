@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metalab.core import stats
-from metalab.experiments.base import Check, Experiment, Paper, Verdict, param
+from metalab.core.checks import Rule, judge
+from metalab.experiments.base import Check, Experiment, Paper, Verdict, file_or, param
 
 PAPER = Paper("A test fixture", "metalab", 2026)
 
@@ -23,6 +23,7 @@ class NoisyConfig:
     nan_step: int = param(5, "step at which the NaN is injected", lo=0)
     mode: str = param("plain", "a string field with choices", choices=("plain", "fancy"))
     widths: tuple[int, ...] = param((4, 8), "a tuple field", lo=1)
+    weights: str = param("none", "'none' or a weights file", validator=file_or("none"))
 
 
 def noisy_run(cfg: NoisyConfig, key):
@@ -35,25 +36,23 @@ def noisy_run(cfg: NoisyConfig, key):
     return {"curve/a": a, "curve/b": b, "final/a": a[-1], "final/b": b[-1]}
 
 
-def noisy_verdict(ms, cfg: NoisyConfig) -> Verdict:
-    a = np.array([m["final/a"] for m in ms])
-    b = np.array([m["final/b"] for m in ms])
-    t = stats.paired_t(b, a, alternative="greater")
-    return Verdict(
-        (
-            Check(
-                "b above a",
-                "mean(b - a)",
-                float((b - a).mean()),
-                passed=bool(t.p_value < 0.05),
-                threshold="p < 0.05",
-                p_value=t.p_value,
-                effect_size=t.effect_size,
-                test=t.test,
-            ),
-        ),
-        summary=f"b - a = {(b - a).mean():.3f}",
-    )
+NOISY_RULES = (
+    Rule(
+        "b above a",
+        "superiority",
+        a="final/b",
+        b="final/a",
+        test="t",
+        paired=True,
+        direction="greater",
+        doc="fixture: b's final value exceeds a's",
+    ),
+)
+
+
+def noisy_verdict(data, cfg: NoisyConfig) -> Verdict:
+    diff = data["final/b"] - data["final/a"]
+    return Verdict(judge(NOISY_RULES, data), summary=f"b - a = {diff.mean():.3f}")
 
 
 @dataclass(frozen=True)
@@ -92,6 +91,7 @@ EXPERIMENTS = (
         seeds={"smoke": 4, "quick": 6, "full": 8},
         run=noisy_run,
         verdict=noisy_verdict,
+        rules=NOISY_RULES,
         default=False,
     ),
     Experiment(

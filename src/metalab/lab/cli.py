@@ -27,7 +27,9 @@ if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     ).strip()
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
 import time
 import traceback
@@ -41,21 +43,37 @@ from rich.table import Table
 from metalab.experiments import registry
 from metalab.experiments.base import PRESETS
 from metalab.lab.config import ConfigError, describe_fields
-from metalab.lab.executors import StallError, abandoned_executions
-from metalab.lab.progress import Progress
+from metalab.lab.executors import StallError, abandoned_executions, enable_compile_cache
+from metalab.lab.progress import Progress, fmt_seconds
 from metalab.lab.report import build_report, verdict_label
-from metalab.lab.runner import EXECUTORS, RunOutcome, RunSpec, execute, resolve
-from metalab.lab.store import DEFAULT_STORE, Store
+from metalab.lab.runner import (
+    EXECUTORS,
+    Interrupted,
+    RunOutcome,
+    RunSpec,
+    estimate_seconds,
+    execute,
+    resolve,
+)
+from metalab.lab.store import DEFAULT_STORE, Store, StoreError
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_NONFINITE = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_STORE = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 DEFAULT_OUT = Path("metalab-runs") / "report"
+MAX_SEEDS = 1000  # more seeds than this per experiment needs --yes (or a yes at the prompt)
 
 EXIT_CODES = """exit codes:
   0    done
-  1    an experiment raised an error (the others still ran; its traceback is printed)
-  2    bad input: unknown name, bad option or override, unusable --store/--out
-       (one line says what and what to do; nothing is computed or written)
+  1    an experiment raised an error (the others still ran; its traceback is printed);
+       for `runs check`: the store has damaged rows
+  2    bad input: unknown name, bad option or override, an unusable --store (a directory,
+       not a metalab store, not writable) or --out (a file); one line says what is wrong
+       and what to do, and nothing is computed or written
   3    some seeds produced non-finite metrics (reported, not stored)
+  4    the run store could not be written during the run (e.g. disk full); finished seeds
+       are kept
+  130  interrupted (Ctrl-C or SIGTERM); finished seeds are stored, the invocation is marked
+       interrupted: run the same command again to resume
 """
 
 
@@ -139,8 +157,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
 # -- shared options and the run loop --------------------------------------------------------------
 
 
-def add_store_option(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--store", default=str(DEFAULT_STORE), help="run store (SQLite) path")
+def add_store_option(sp: argparse.ArgumentParser, inherit: bool = False) -> None:
+    """``--store``; ``inherit=True`` for a nested sub-parser (keeps the parent's value)."""
+    default = argparse.SUPPRESS if inherit else str(DEFAULT_STORE)
+    sp.add_argument("--store", default=default, help="run store (SQLite) path")
 
 
 def add_run_options(sp: argparse.ArgumentParser, *, names: bool = False) -> None:
@@ -153,6 +173,14 @@ def add_run_options(sp: argparse.ArgumentParser, *, names: bool = False) -> None
     sp.add_argument("--ray-address", default=None, help="Ray cluster address (ray executor)")
     sp.add_argument(
         "--chunk", type=int, default=None, help="seeds per compiled call (default: all, up to 8)"
+    )
+    sp.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (<store dir>/jax-cache)",
+    )
+    sp.add_argument(
+        "--yes", action="store_true", help=f"run more than {MAX_SEEDS} seeds without asking"
     )
     if names:
         sp.add_argument("names", nargs="*", help="experiments (default: the default set)")
@@ -179,31 +207,99 @@ def _print_outcome(console: Console, out: RunOutcome) -> None:
         )
 
 
+def check_out_dir(out: str | Path) -> Path:
+    """Raise :class:`ConfigError` unless ``out`` can be a report directory (writes nothing)."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(
+            f"--out {p} is a file; pass a directory (the report writes index.md and a page "
+            "per experiment there)"
+        )
+    parent = p
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {p}: cannot write in {parent}; pass a writable directory")
+    return p
+
+
+def prepare_run(args: argparse.Namespace, specs: Sequence[RunSpec]) -> Store:
+    """Checks before any compute: the store and report directory are usable, very large seed
+    counts are confirmed; then the compile cache is switched on. Returns the store."""
+    store = Store(args.store)
+    store.check()
+    check_out_dir(args.out)
+    for spec in specs:
+        if spec.seeds > MAX_SEEDS and not getattr(args, "yes", False):
+            est = estimate_seconds(spec, store, spec.seeds) if store.exists() else None
+            how = (
+                f"estimated {fmt_seconds(est[0])} from {est[1]} stored seeds"
+                if est
+                else "no stored seeds to estimate the time from; try a few seeds first"
+            )
+            question = f"{spec.exp.name}: run {spec.seeds} seeds ({how})?"
+            if sys.stdin.isatty() and sys.stdout.isatty():
+                if input(f"{question} [y/N] ").strip().lower() in ("y", "yes"):
+                    continue
+                raise ConfigError(f"--seeds {spec.seeds}: not confirmed; nothing was run")
+            raise ConfigError(
+                f"--seeds {spec.seeds} is more than {MAX_SEEDS} ({how}); pass --yes to run "
+                "that many"
+            )
+    store.prepare()
+    if not getattr(args, "no_compile_cache", False):
+        enable_compile_cache(Path(args.store).parent / "jax-cache")
+    return store
+
+
+def interrupted_line(out: RunOutcome | None) -> str:
+    if out is None:
+        return "interrupted; finished seeds are stored; run the same command again to resume"
+    return (
+        f"interrupted; {out.stored} of {out.spec.seeds} seeds of {out.spec.exp.name} stored "
+        f"({len(out.computed)} this run); run the same command again to resume"
+    )
+
+
 def run_specs(args: argparse.Namespace, specs: Sequence[RunSpec]) -> int:
     """Run validated specs one after the other (one experiment's crash does not stop the
     others), then rebuild the report. Uses ``args.store``, ``args.out``, ``args.executor``,
     ``args.ray_address`` and ``args.chunk``."""
+    store = prepare_run(args, specs)
     console = Console(stderr=False, soft_wrap=True)
-    store = Store(args.store)
     code = EXIT_OK
     t0 = time.perf_counter()
-    with Progress() as progress, progress.bar("experiments", total=len(specs)) as advance:
-        for spec in specs:
-            try:
-                out = execute(spec, store, args.executor, args.ray_address, args.chunk, progress)
-            except StallError as e:
-                _restart_after_stall(console, spec.exp.name, e)
-                code = EXIT_ERROR
-            except Exception:  # one experiment's crash must not stop the others
-                console.print(f"[red]{spec.exp.name} raised an error:[/]")
-                console.print(traceback.format_exc())
-                code = EXIT_ERROR
-            else:
-                _print_outcome(console, out)
-                if out.failures and code == EXIT_OK:
-                    code = EXIT_NONFINITE
-            advance(1)
-    index = build_report(store, args.out, [s.exp.name for s in specs])
+    try:
+        with Progress() as progress, progress.bar("experiments", total=len(specs)) as advance:
+            for spec in specs:
+                try:
+                    out = execute(
+                        spec, store, args.executor, args.ray_address, args.chunk, progress
+                    )
+                except StallError as e:
+                    _restart_after_stall(console, spec.exp.name, e)
+                    code = EXIT_ERROR
+                except (KeyboardInterrupt, StoreError):
+                    raise
+                except Exception:  # one experiment's crash must not stop the others
+                    console.print(f"[red]{spec.exp.name} raised an error:[/]")
+                    console.print(traceback.format_exc())
+                    code = EXIT_ERROR
+                else:
+                    _print_outcome(console, out)
+                    if out.failures and code == EXIT_OK:
+                        code = EXIT_NONFINITE
+                advance(1)
+        index = build_report(store, args.out, [s.exp.name for s in specs])
+    except KeyboardInterrupt as e:
+        print(
+            "metalab: " + interrupted_line(e.outcome if isinstance(e, Interrupted) else None),
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except StoreError as e:
+        print(f"metalab: error: {e}", file=sys.stderr)
+        return EXIT_STORE
     console.print(f"report: {index} ({time.perf_counter() - t0:.1f}s in all)")
     return code
 
@@ -231,7 +327,7 @@ def configure_list(sp: argparse.ArgumentParser) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     reg = registry.load_all()
-    verdicts = Store(args.store).latest_verdicts()
+    verdicts = Store(args.store, readonly=True).latest_verdicts()
     table = Table(title="metalab experiments", show_lines=True)
     for col in ("name", "paper", "claim", "last verdict"):
         table.add_column(col, overflow="fold")
@@ -274,13 +370,24 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def configure_report(sp: argparse.ArgumentParser) -> None:
     add_store_option(sp)
     sp.add_argument("--out", default=str(DEFAULT_OUT), help="report directory")
+    sp.add_argument(
+        "--html",
+        action="store_true",
+        help="also write self-contained HTML pages (index.html; plots inline)",
+    )
+    sp.add_argument("names", nargs="*", help="experiments (default: every stored one)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    if not Path(args.store).exists():
-        raise ConfigError(f"--store: no run store at {args.store}")
-    index = build_report(Store(args.store), args.out)
+    store = Store(args.store, readonly=True)
+    if not store.exists():
+        raise ConfigError(f"--store: no run store at {args.store}; run an experiment first")
+    store.check()
+    check_out_dir(args.out)
+    index = build_report(store, args.out, args.names or None, html=args.html)
     Console().print(f"report: {index}")
+    if args.html:
+        Console().print(f"report: {index.with_suffix('.html')}")
     return EXIT_OK
 
 
@@ -307,6 +414,94 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def configure_runs(sp: argparse.ArgumentParser) -> None:
+    add_store_option(sp)
+    acts = sp.add_subparsers(dest="action", parser_class=_Parser, metavar="ACTION")
+    ls = acts.add_parser("list", help="stored config groups (the default action)")
+    ls.add_argument("names", nargs="*", help="experiments (default: all)")
+    add_store_option(ls, inherit=True)
+    rm = acts.add_parser("delete", help="delete an experiment's stored seeds and verdicts")
+    rm.add_argument("name")
+    rm.add_argument("--config", default=None, help="only this config hash")
+    rm.add_argument("--code-version", default=None, help="only this code version")
+    add_store_option(rm, inherit=True)
+    pr = acts.add_parser("prune", help="delete results of code versions that are not current")
+    add_store_option(pr, inherit=True)
+    ck = acts.add_parser("check", help="check the store's integrity and every stored row")
+    ck.add_argument("--fix", action="store_true", help="delete unreadable rows")
+    add_store_option(ck, inherit=True)
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from metalab.lab.version import code_version
+
+    action = args.action or "list"
+    writes = action in ("delete", "prune") or (action == "check" and args.fix)
+    store = Store(args.store, readonly=not writes)
+    if not store.exists():
+        raise ConfigError(f"--store: no run store at {args.store}; run an experiment first")
+    store.check()
+    console = Console(soft_wrap=True)
+
+    def current(name: str) -> str | None:
+        try:
+            return code_version(*registry.modules_of(name))
+        except KeyError:
+            return None
+
+    if action == "list":
+        names = getattr(args, "names", None)
+        groups = [g for g in store.groups() if not names or g.experiment in names]
+        table = Table(title=f"runs in {store.path}")
+        for col in ("experiment", "preset", "config", "code version", "seeds", "verdict", "last"):
+            table.add_column(col, overflow="fold")
+        versions: dict[str, str | None] = {}
+        for g in groups:
+            if g.experiment not in versions:
+                versions[g.experiment] = current(g.experiment)
+            tag = "" if versions[g.experiment] == g.code_version else " (old)"
+            seeds = f"{g.seeds}/{g.asked}" if g.asked else str(g.seeds)
+            status = "" if g.status in ("finished", "?") else f" [{g.status}]"
+            table.add_row(
+                g.experiment,
+                g.preset,
+                g.config_hash,
+                g.code_version + tag,
+                seeds,
+                g.verdict + status,
+                _when(g.last_finished),
+            )
+        console.print(table)
+        return EXIT_OK
+    if action == "delete":
+        n = store.delete(args.name, args.config, args.code_version)
+        console.print(f"deleted {n} stored seed(s) of {args.name}")
+        return EXIT_OK
+    if action == "prune":
+        reg = registry.load_all()
+        keep = {name: code_version(*registry.modules_of(name)) for name in reg}
+        n = store.prune(keep)
+        console.print(f"pruned {n} stored seed(s) of code versions that are not current")
+        return EXIT_OK
+    msgs, bad = store.integrity()
+    for m in msgs:
+        if m != "ok":
+            console.print(f"sqlite: {m}")
+    for row in bad:
+        console.print(f"unreadable: {row}")
+    if bad and args.fix:
+        n = store.delete_rows(bad)
+        console.print(f"deleted {n} unreadable row(s); the next run recomputes them")
+        bad = []
+    ok = msgs == ["ok"] and not bad
+    console.print("store ok" if ok else "store has problems (see above)")
+    return EXIT_OK if ok else EXIT_ERROR
+
+
 # -- the sub-commands, in help order (add new ones here) -----------------------------------------
 
 register_command(
@@ -318,10 +513,17 @@ register_command(
 )
 register_command("report", "rebuild reports from the store", configure_report, cmd_report)
 register_command("show", "an experiment's config fields and presets", configure_show, cmd_show)
+register_command(
+    "runs", "stored runs: list, delete, prune old code versions, check", configure_runs, cmd_runs
+)
 register_module_command(
     "sweep", "run a grid of configs; each check along it", "metalab.lab.sweep", overrides=True
 )
 register_module_command("scale", "climb an experiment's scale ladder", "metalab.lab.scale")
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -334,11 +536,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if takes_overrides:
         args.overrides = list(getattr(args, "overrides", None) or []) + extra
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # piped output shows as it comes
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread (tests calling main())
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         code = handlers[args.command](args)
-    except ConfigError as e:
+    except (ConfigError, StoreError) as e:
         print(f"metalab: error: {e}", file=sys.stderr)
         code = EXIT_BAD_INPUT
+    except KeyboardInterrupt as e:
+        out = e.outcome if isinstance(e, Interrupted) else None
+        print("metalab: " + interrupted_line(out), file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if abandoned_executions():
         # A wedged XLA execution blocks interpreter shutdown; everything is stored already.
         sys.stdout.flush()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -44,6 +45,37 @@ class StallError(RuntimeError):
     def __init__(self, message: str, chunk: int) -> None:
         super().__init__(message)
         self.chunk = chunk
+
+
+_COMPILE_SECONDS = [0.0]  # backend compile time of this process (jax monitoring events)
+_LISTENING = [False]
+
+
+def _on_duration(event: str, duration: float, *args: Any, **kwargs: Any) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILE_SECONDS[0] += float(duration)
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent in XLA compilation (or loading compiled programs from
+    the persistent cache) since the first call; a monotone counter."""
+    if not _LISTENING[0]:
+        jax.monitoring.register_event_duration_secs_listener(_on_duration)
+        _LISTENING[0] = True
+    return _COMPILE_SECONDS[0]
+
+
+def enable_compile_cache(directory: str | os.PathLike) -> Path:
+    """Turn on JAX's persistent compilation cache in ``directory`` for this process and for
+    Ray workers it starts (compiled programs are reused across runs with the same code)."""
+    path = Path(directory).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(path)
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+    return path
 
 
 def abandoned_executions() -> int:
@@ -180,7 +212,13 @@ def run_ray(
             "the ray executor needs the 'ray' extra: pip install 'metalab[ray]'"
         ) from e
     if not ray.is_initialized():
-        env = {"env_vars": {k: os.environ.get(k, "") for k in ("METALAB_PLUGINS", "XLA_FLAGS")}}
+        keys = (
+            "METALAB_PLUGINS",
+            "XLA_FLAGS",
+            "JAX_COMPILATION_CACHE_DIR",
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+        )
+        env = {"env_vars": {k: os.environ[k] for k in keys if k in os.environ}}
         if address:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:
