@@ -23,7 +23,7 @@ class EffectConfig:
     effect: float = param(0.0, "true mean advantage of a over b", lo=0.0, hi=100.0)
     noise: float = param(1.0, "sd of the per-seed noise on a", lo=0.0, hi=100.0)
     sleep: float = param(0.0, "seconds each seed sleeps", lo=0.0, hi=60.0)
-    label: str = param("x", "a string field", choices=("x", "y"))
+    label: str = param("x", "a string field; 'y' makes run raise", choices=("x", "y"))
     widths: tuple[int, ...] = param((4,), "a tuple field", lo=1)
 
 
@@ -42,6 +42,8 @@ RULES = (
 
 
 def effect_run(cfg: EffectConfig, key) -> dict:
+    if cfg.label == "y":
+        raise RuntimeError("fixture: label y fails")
     time.sleep(cfg.sleep)
     seed = int(np.asarray(key)[-1])
     rng = np.random.default_rng(seed)

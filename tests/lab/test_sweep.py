@@ -221,3 +221,14 @@ def test_sweeps_table_lists_sweeps(tmp_path):
     table = sweep.sweeps_table(store)
     assert table is not None and table.row_count == 1
     assert sweep.sweeps_table(store, experiments=["other"]) is None
+
+
+def test_a_failing_point_does_not_stop_the_others(tmp_path, capsys):
+    store = tmp_path / "s.sqlite"
+    argv = ["sweep", NAME, "label=y,x", "--preset", "smoke", "--store", str(store)]
+    assert cli.main([*argv, "--out", str(tmp_path / "r")]) == 1
+    assert "fixture: label y fails" in capsys.readouterr().out
+    [s] = sweep.list_sweeps(store)
+    assert (s.done, s.failed) == (1, 1)
+    points = sweep.sweep_points(store, s.id)
+    assert [p["status"] for p in points] == ["failed", "done"]
