@@ -516,7 +516,10 @@ def judge_available(spec: RunSpec, store: Store, min_seeds: int = 2) -> tuple[Ve
         return judge(spec, store), len(got)
     if len(got) < min_seeds:
         return None, len(got)
-    return spec.exp.judge([got[s] for s in sorted(got)], spec.config), len(got)
+    try:
+        return spec.exp.judge([got[s] for s in sorted(got)], spec.config), len(got)
+    except Exception:  # a verdict that cannot be computed on fewer seeds: no checks yet
+        return None, len(got)
 
 
 # -- running -------------------------------------------------------------------------------------
