@@ -11,6 +11,7 @@ from metalab.experiments import diverse_sf as dsf_exp
 from metalab.rl import diverse_sf as ds
 from metalab.rl import successor_features as sf
 from metalab.rl.envs.diversity_grid import diversity_grid
+from metalab.rl.exact import as_jax
 
 
 def test_min_norm_point_matches_segment_closed_form():
@@ -67,7 +68,7 @@ def test_count_distinct_near_optimal_by_hand():
 
 def test_successive_training_first_policy_optimal_and_set_filled():
     m = diversity_grid()
-    mdp = sf.TabularMDP(*(jnp.asarray(x, jnp.float32) for x in m[:4]), m.gamma)
+    mdp = as_jax(m)
     v_star = sf.optimal_normalised_value(mdp.P, mdp.r, mdp.d0, mdp.gamma)
     params = ds.DiverseSFParams(
         jnp.asarray(0.9), jnp.asarray(1.0), jnp.asarray(0.1), jnp.asarray(1e-3)

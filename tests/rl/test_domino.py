@@ -9,8 +9,8 @@ import pytest
 
 from metalab.experiments import domino_gridworld
 from metalab.rl import domino as dm
-from metalab.rl import successor_features as sf
 from metalab.rl.envs.diversity_grid import diversity_grid
+from metalab.rl.exact import as_jax
 
 PSI = jnp.asarray([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
 PHI = jnp.eye(2)
@@ -81,7 +81,7 @@ def test_multiplier_signs_and_bounds():
 
 def test_update_clips_mu_and_keeps_latent0_extrinsic():
     m = diversity_grid()
-    mdp = sf.TabularMDP(*(jnp.asarray(x, jnp.float32) for x in m[:4]), m.gamma)
+    mdp = as_jax(m)
     params = dm.DominoParams(
         jnp.asarray(0.9),
         jnp.asarray(1.0),

@@ -24,6 +24,7 @@ from metalab.experiments.base import Check, Experiment, Paper, Verdict, param
 from metalab.rl import diverse_sf as ds
 from metalab.rl import successor_features as sf
 from metalab.rl.envs.diversity_grid import diversity_grid
+from metalab.rl.exact import as_jax
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def _reference_distance(gamma: float) -> float:
 def run(config: DiverseSFConfig, key: jax.Array) -> dict[str, jax.Array]:
     """One initialisation: the three diversity rewards from the same initial logits."""
     m = diversity_grid(gamma=config.gamma)
-    mdp = sf.TabularMDP(*(jnp.asarray(x, jnp.float32) for x in m[:4]), config.gamma)
+    mdp = as_jax(m)
     v_star = sf.optimal_normalised_value(mdp.P, mdp.r, mdp.d0, mdp.gamma)
     params = ds.DiverseSFParams(
         jnp.asarray(config.alpha),

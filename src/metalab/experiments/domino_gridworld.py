@@ -29,6 +29,7 @@ from metalab.experiments.base import Check, Experiment, Paper, Verdict, param
 from metalab.rl import domino as dm
 from metalab.rl import successor_features as sf
 from metalab.rl.envs.diversity_grid import diversity_grid
+from metalab.rl.exact import as_jax
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ PRESETS = {
 def _mdp(config: DominoGridConfig) -> sf.TabularMDP:
     g, b = config.good_reward, config.bad_reward
     m = diversity_grid(gamma=config.gamma, goal_rewards=(g, g, b, b))
-    return sf.TabularMDP(*(jnp.asarray(x, jnp.float32) for x in m[:4]), config.gamma)
+    return as_jax(m)
 
 
 def _methods(config: DominoGridConfig) -> list[tuple[str, str, float]]:

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import optax
 
 from metalab.rl import successor_features as sf
-from metalab.rl.successor_features import TabularMDP
+from metalab.rl.exact import TabularMDP
 
 DIVERSITY = ("vdw", "repulsive")
 MIXING = ("lagrange", "fixed", "none")
@@ -155,14 +155,24 @@ def evaluate(mdp: TabularMDP, logits: jnp.ndarray) -> tuple[jnp.ndarray, jnp.nda
 
 
 def init(
-    key: jax.Array, mdp: TabularMDP, n_policies: int, params: DominoParams, init_scale: float = 1.0
+    key: jax.Array,
+    mdp: TabularMDP,
+    n_policies: int,
+    params: DominoParams,
+    init_scale: float = 1.0,
+    mu_init: float = 0.0,
 ) -> DominoState:
-    """Random logits ``init_scale * N(0, 1)`` per latent, ``mu = 0`` (``lambda = 1/2``)."""
+    """Random logits ``init_scale * N(0, 1)`` per latent, ``mu = mu_init`` (0: ``lambda = 1/2``).
+
+    A negative ``mu_init`` starts with the diversity reward in charge and lets the multipliers
+    rise only where the constraint is violated: the linear diversity rewards vanish between
+    identical SFs, so policies that all collapse on the optimum first cannot separate later.
+    """
     if n_policies < 2:
         raise ValueError(f"n_policies must be >= 2; got {n_policies}")
     S, A = mdp.P.shape[:2]
     logits = init_scale * jax.random.normal(key, (n_policies, S, A))
-    mu = jnp.zeros(n_policies)
+    mu = jnp.full(n_policies, mu_init, dtype=jnp.float32)
     return DominoState(
         logits,
         mu,
@@ -221,6 +231,7 @@ def make_train(
     mixing: str = "lagrange",
     direction: str = "npg",
     init_scale: float = 1.0,
+    mu_init: float = 0.0,
 ):
     """``train(key, mdp, params, v_target=None) -> (final DominoState, per-step info)``.
 
@@ -237,7 +248,7 @@ def make_train(
             raise ValueError(f"{name} must be one of {allowed}; got {val!r}")
 
     def train(key: jax.Array, mdp: TabularMDP, params: DominoParams, v_target=None):
-        state = init(key, mdp, n_policies, params, init_scale)
+        state = init(key, mdp, n_policies, params, init_scale, mu_init)
 
         def body(s, _):
             return update(s, mdp, params, diversity, mixing, direction, v_target)

@@ -8,15 +8,27 @@ equally good (four steps away each), and every optimal policy is a mixture over 
 them: near-optimal policies can be diverse at no cost, while any
 detour (wandering through other cells) costs a factor ``gamma`` per step.
 
-Features ``phi`` are one-hot cells, so normalised successor features equal state occupancies
-and distances between policies are distances between occupancy distributions.
+Features ``phi`` are one-hot cells (``features="cells"``: normalised successor features equal
+state occupancies) or one indicator per goal (``features="goals"``: a ``len(goals)``-dimensional
+feature, so SFs are the discounted time spent in each goal and the route taken is invisible;
+with unequal goal rewards, diversity then has to cost reward).
+
+The MDP is a :class:`metalab.rl.exact.TabularMDP` (numpy arrays); :func:`grid_env` gives the
+same grid as a gymnax-style environment (``reset(key, params)``, ``step(key, state, action,
+params)``) for sampled-experience agents.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from metalab.rl.successor_features import TabularMDP
+from metalab.rl.exact import TabularMDP
+
+FEATURES = ("cells", "goals")
 
 ACTIONS = ((-1, 0), (1, 0), (0, 1), (0, -1))  # up, down, right, left
 
@@ -29,6 +41,7 @@ def diversity_grid(
     walls: tuple[tuple[int, int], ...] = (),
     gamma: float = 0.95,
     goal_rewards: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0),
+    features: str = "cells",
 ) -> TabularMDP:
     """Build the grid MDP (numpy arrays; convert with ``jnp.asarray`` or use as constants).
 
@@ -39,11 +52,15 @@ def diversity_grid(
       walls: blocked cells.
       gamma: discount in (0, 1).
       goal_rewards: reward per step spent in each goal cell (same length as ``goals``).
+      features: ``"cells"`` (one-hot cells, ``phi[S, S]``) or ``"goals"`` (``phi[S, G]``, one
+        indicator per goal).
 
     Returns:
       A :class:`TabularMDP` with ``S = height * width`` states (cell ``(i, j)`` is state
-      ``i * width + j``), 4 actions, state rewards ``r[S]``, one-hot ``phi[S, S]``.
+      ``i * width + j``), 4 actions, state rewards ``r[S]`` and features ``phi``.
     """
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}; got {features!r}")
     if height < 2 or width < 2:
         raise ValueError(f"height and width must be >= 2; got {height}, {width}")
     if not 0.0 < gamma < 1.0:
@@ -78,4 +95,77 @@ def diversity_grid(
         r[idx(g)] = rg
     d0 = np.zeros(S)
     d0[idx(start)] = 1.0
-    return TabularMDP(P=P, r=r, d0=d0, phi=np.eye(S), gamma=gamma)
+    if features == "cells":
+        phi = np.eye(S)
+    else:
+        phi = np.zeros((S, len(goals)))
+        for k, g in enumerate(goals):
+            phi[idx(g), k] = 1.0
+    return TabularMDP(P=P, r=r, d0=d0, gamma=gamma, phi=phi)
+
+
+class GridState(NamedTuple):
+    """Current cell index and the step count."""
+
+    cell: jnp.ndarray
+    t: jnp.ndarray
+
+
+class GridParams(NamedTuple):
+    """Traced parameters of :func:`grid_env`: the episode length."""
+
+    max_steps: jnp.ndarray | int = 50
+
+
+class GridEnv(NamedTuple):
+    """A tabular MDP as a gymnax-style environment (pure functions, jit/vmap-able).
+
+    ``reset(key, params) -> (obs, state)``; ``step(key, state, action, params) -> (obs, state,
+    reward, done, info)``: the next cell is sampled from ``P[cell, action]``, the reward is the
+    MDP's reward of the cell left, observations are the features ``phi`` of the cell (one-hot
+    cells by default), and an episode ends after ``params.max_steps`` steps (then resets).
+    """
+
+    mdp: TabularMDP
+
+    def default_params(self) -> GridParams:
+        return GridParams()
+
+    def observe(self, cell: jnp.ndarray) -> jnp.ndarray:
+        phi = jnp.asarray(self.mdp.phi if self.mdp.phi is not None else np.eye(self.mdp.P.shape[0]))
+        return phi[cell].astype(jnp.float32)
+
+    def reset(self, key: jax.Array, params: GridParams | None = None):
+        d0 = jnp.asarray(self.mdp.d0)
+        cell = jax.random.categorical(key, jnp.log(jnp.maximum(d0, 1e-30)))
+        state = GridState(cell, jnp.zeros((), jnp.int32))
+        return self.observe(cell), state
+
+    def step(self, key: jax.Array, state: GridState, action, params: GridParams | None = None):
+        params = self.default_params() if params is None else params
+        P, r = jnp.asarray(self.mdp.P), jnp.asarray(self.mdp.r)
+        k_step, k_reset = jax.random.split(key)
+        nxt = jax.random.categorical(k_step, jnp.log(jnp.maximum(P[state.cell, action], 1e-30)))
+        reward = (r[state.cell] if r.ndim == 1 else r[state.cell, action]).astype(jnp.float32)
+        t = state.t + 1
+        done = t >= params.max_steps
+        obs_reset, s_reset = self.reset(k_reset, params)
+        new = GridState(jnp.where(done, s_reset.cell, nxt), jnp.where(done, 0, t))
+        obs = jnp.where(done, obs_reset, self.observe(nxt))
+        return obs, new, reward, done, {}
+
+
+def grid_env(**kwargs) -> GridEnv:
+    """:func:`diversity_grid` (same keyword arguments) as a gymnax-style :class:`GridEnv`."""
+    return GridEnv(diversity_grid(**kwargs))
+
+
+__all__ = [
+    "ACTIONS",
+    "FEATURES",
+    "GridEnv",
+    "GridParams",
+    "GridState",
+    "diversity_grid",
+    "grid_env",
+]

@@ -15,23 +15,24 @@ The optimal values come from exact policy iteration (it terminates in at most
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-
-class GarnetMDP(NamedTuple):
-    """``P``: [S, A, S] transitions; ``R``: [S, A] rewards; ``gamma``; ``rho``: [S] start."""
-
-    P: jnp.ndarray
-    R: jnp.ndarray
-    gamma: jnp.ndarray
-    rho: jnp.ndarray
+from metalab.rl import exact
+from metalab.rl.exact import TabularMDP
 
 
-def make_garnet(key, num_states: int, num_actions: int, branching: int, gamma: float) -> GarnetMDP:
+def GarnetMDP(P, R, gamma, rho) -> TabularMDP:  # noqa: N802 - kept for its callers
+    """A Garnet MDP is a :class:`metalab.rl.exact.TabularMDP` (``r = R``, ``d0 = rho``).
+
+    ``P``: [S, A, S] transitions; ``R``: [S, A] rewards; ``gamma``; ``rho``: [S] start. The
+    result exposes ``mdp.R`` and ``mdp.rho`` as aliases of ``mdp.r`` and ``mdp.d0``.
+    """
+    return TabularMDP(P=P, r=R, d0=rho, gamma=gamma)
+
+
+def make_garnet(key, num_states: int, num_actions: int, branching: int, gamma: float) -> TabularMDP:
     """A random Garnet MDP (see module docstring). Raises ``ValueError`` on bad sizes."""
     if num_states < 2:
         raise ValueError(f"num_states must be >= 2, got {num_states}")
@@ -54,43 +55,40 @@ def make_garnet(key, num_states: int, num_actions: int, branching: int, gamma: f
     return GarnetMDP(P=P, R=R, gamma=jnp.asarray(gamma, jnp.float32), rho=rho)
 
 
-def policy_values(mdp: GarnetMDP, pi: jnp.ndarray) -> jnp.ndarray:
+def policy_values(mdp: TabularMDP, pi: jnp.ndarray) -> jnp.ndarray:
     """Exact :math:`v^\\pi` ([S]) by a linear solve; ``pi`` is [S, A] (rows sum to 1)."""
-    S = mdp.P.shape[0]
-    P_pi = jnp.einsum("sa,sat->st", pi, mdp.P)
-    r_pi = jnp.sum(pi * mdp.R, axis=-1)
-    return jnp.linalg.solve(jnp.eye(S) - mdp.gamma * P_pi, r_pi)
+    return exact.values(mdp, pi)
 
 
-def q_values(mdp: GarnetMDP, pi: jnp.ndarray) -> jnp.ndarray:
+def q_values(mdp: TabularMDP, pi: jnp.ndarray) -> jnp.ndarray:
     """Exact :math:`q^\\pi` ([S, A])."""
-    v = policy_values(mdp, pi)
-    return mdp.R + mdp.gamma * jnp.einsum("sat,t->sa", mdp.P, v)
+    return exact.q_values(mdp, pi)
 
 
-def expected_return(mdp: GarnetMDP, pi: jnp.ndarray) -> jnp.ndarray:
+def expected_return(mdp: TabularMDP, pi: jnp.ndarray) -> jnp.ndarray:
     """:math:`J(\\pi) = \\rho^\\top v^\\pi` (maximised)."""
-    return mdp.rho @ policy_values(mdp, pi)
+    return exact.expected_return(mdp, pi)
 
 
-def discounted_visitation(mdp: GarnetMDP, pi: jnp.ndarray) -> jnp.ndarray:
+def discounted_visitation(mdp: TabularMDP, pi: jnp.ndarray) -> jnp.ndarray:
     """Normalised discounted state occupancy.
 
     :math:`d^\\pi_\\rho = (1-\\gamma)\\rho^\\top(I-\\gamma P^\\pi)^{-1}`.
     """
-    S = mdp.P.shape[0]
-    P_pi = jnp.einsum("sa,sat->st", pi, mdp.P)
-    d = jnp.linalg.solve((jnp.eye(S) - mdp.gamma * P_pi).T, mdp.rho)
-    return (1.0 - mdp.gamma) * d
+    return exact.occupancy(mdp, pi)
 
 
-def optimal_values(mdp: GarnetMDP, iterations: int = 50) -> tuple[jnp.ndarray, jnp.ndarray]:
+def optimal_values(mdp: TabularMDP, iterations: int = 50) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(v*, greedy policy)`` by ``iterations`` steps of exact policy iteration."""
-    S, A = mdp.R.shape
+    return exact.policy_iteration(mdp.P, mdp.r, mdp.gamma, iterations)
 
-    def body(_, pi):
-        q = q_values(mdp, pi)
-        return jax.nn.one_hot(jnp.argmax(q, axis=-1), A)
 
-    pi = lax.fori_loop(0, iterations, body, jnp.full((S, A), 1.0 / A))
-    return policy_values(mdp, pi), pi
+__all__ = [
+    "GarnetMDP",
+    "make_garnet",
+    "policy_values",
+    "q_values",
+    "expected_return",
+    "discounted_visitation",
+    "optimal_values",
+]
