@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -178,8 +179,6 @@ def test_kill_minus_9_then_rerun_gives_every_seed_once(tmp_path):
         "test-slow",
         "--preset",
         "smoke",
-        "--chunk",
-        "1",
         "sleep=0.4",
         "--store",
         str(store),
@@ -203,7 +202,8 @@ def test_kill_minus_9_then_rerun_gives_every_seed_once(tmp_path):
     assert after[: len(before)] == before  # finished seeds were not recomputed
 
 
-def test_concurrent_writers_do_not_duplicate(tmp_path):
+def test_concurrent_runs_split_the_seeds(tmp_path):
+    """Two processes on one store lease seeds: together they compute each seed once."""
     store = tmp_path / "s.sqlite"
     cmd = [
         sys.executable,
@@ -213,9 +213,7 @@ def test_concurrent_writers_do_not_duplicate(tmp_path):
         "test-slow",
         "--preset",
         "smoke",
-        "--chunk",
-        "2",
-        "sleep=0.05",
+        "sleep=1.0",
         "--store",
         str(store),
         "--out",
@@ -225,9 +223,13 @@ def test_concurrent_writers_do_not_duplicate(tmp_path):
         subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(2)
     ]
+    computed = 0
     for p in procs:
-        p.wait(timeout=300)
-        assert p.returncode == 0
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        computed += int(re.search(r"computed (\d+)", out.decode()).group(1))
+        assert "verdict: reproduced" in out.decode()
+    assert computed == 8
     assert [r[0] for r in rows(store, "test-slow")] == list(range(8))
 
 

@@ -445,7 +445,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not store.exists():
         raise ConfigError(f"--store: no run store at {args.store}; run an experiment first")
     store.check()
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, width=max(Console().width, 160))
 
     def current(name: str) -> str | None:
         try:
@@ -458,7 +458,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         groups = [g for g in store.groups() if not names or g.experiment in names]
         table = Table(title=f"runs in {store.path}")
         for col in ("experiment", "preset", "config", "code version", "seeds", "verdict", "last"):
-            table.add_column(col, overflow="fold")
+            table.add_column(col, no_wrap=True)
         versions: dict[str, str | None] = {}
         for g in groups:
             if g.experiment not in versions:

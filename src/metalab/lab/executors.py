@@ -71,10 +71,12 @@ def enable_compile_cache(directory: str | os.PathLike) -> Path:
     path = Path(directory).resolve()
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    # Programs that compile faster than this are not worth a disk round trip.
+    min_seconds = os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_seconds))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = str(path)
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = min_seconds
     return path
 
 

@@ -115,7 +115,12 @@ class PageData:
 
     @property
     def rules(self) -> list[str]:
-        return [r.text() if hasattr(r, "text") else str(r) for r in self.exp.rules]
+        out = []
+        for r in self.exp.rules:
+            doc = getattr(r, "doc", "")
+            text = r.text() if hasattr(r, "text") else str(r)
+            out.append(f"{getattr(r, 'name', '')}: {text}" + (f" ({doc})" if doc else ""))
+        return out
 
     @property
     def warnings(self) -> list[str]:
