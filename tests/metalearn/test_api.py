@@ -1,4 +1,6 @@
-"""Task families, bad input, jit/vmap and recompilation of the metalearn API."""
+"""The shared API table of metalearn: every method through the same checks (jit equals eager,
+vmap equals a loop, finite gradients, no recompile on a second call, state structure kept),
+plus task families and bad input."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ import numpy as np
 import optax
 import pytest
 
-from metalab.metalearn import leap, maml, warpgrad
+from metalab import metalearn
 from metalab.metalearn.nets import (
     batch_loss,
+    convnet_apply,
+    convnet_init,
     cross_entropy,
     mlp_apply,
     mlp_init,
@@ -31,11 +35,174 @@ from metalab.metalearn.tasks import (
 
 @functools.lru_cache(maxsize=1)
 def _family():
-    return make_digits_family(num_train_warps=3, num_test_warps=2)
+    return make_digits_family(num_train_warps=3, num_val_warps=2, num_test_warps=2)
 
 
 def _sq(params, batch):
     return batch_loss(mse, mlp_apply(params, batch[0]), batch[1])
+
+
+def _warp_sq(task, warp, batch):
+    return batch_loss(mse, warped_apply(task, warp, batch[0]), batch[1])
+
+
+def _warp_ce_conv(task, warp, batch):
+    return batch_loss(cross_entropy, convnet_apply(task, warp, batch[0]), batch[1])
+
+
+def _sinusoids(key, n=2):
+    return sample_tasks(lambda k: sinusoid_task(k, 5, 5), key, n)
+
+
+def _digits(key, n=2):
+    sampler = functools.partial(
+        sample_digits_task, _family(), split="train", num_ways=3, num_shots=2, num_query=2
+    )
+    return sample_tasks(sampler, key, n)
+
+
+OPT = optax.sgd(1e-2)  # Adam would turn float noise in a ~0 gradient into +-lr steps
+KW = dict(inner_lr=0.05, num_steps=2, outer=OPT)
+
+
+def _mlp(key):
+    return mlp_init(key, (1, 8, 1))
+
+
+def _warped(key, kind="residual"):
+    return metalearn.WarpParams(*warped_init(key, (1, 8, 8, 1), kind=kind))
+
+
+def _conv(key):
+    return metalearn.WarpParams(*convnet_init(key, channels=(2,), num_classes=3))
+
+
+# name -> (learner factory, params(key), tasks(key))
+CASES = {
+    "leap": (lambda: metalearn.leap(_sq, **KW), _mlp, _sinusoids),
+    "maml": (lambda: metalearn.maml(_sq, **KW), _mlp, _sinusoids),
+    "fomaml": (lambda: metalearn.fomaml(_sq, **KW), _mlp, _sinusoids),
+    "reptile": (lambda: metalearn.reptile(_sq, **KW), _mlp, _sinusoids),
+    "pretrain": (lambda: metalearn.pretrain(_sq, **KW), _mlp, _sinusoids),
+    "scratch": (lambda: metalearn.scratch(_sq, **KW), _mlp, _sinusoids),
+    "warp_leap": (lambda: metalearn.warpgrad(_warp_sq, **KW), _warped, _sinusoids),
+    "warp_maml": (
+        lambda: metalearn.warpgrad(
+            _warp_sq, init_objective="maml", warp_outer=optax.sgd(1e-2), **KW
+        ),
+        _warped,
+        _sinusoids,
+    ),
+}
+
+
+def test_every_method_is_in_the_table():
+    covered = {"leap", "maml", "fomaml", "reptile", "pretrain", "scratch", "warpgrad"}
+    assert set(metalearn.METHODS) == covered
+    assert set(metalearn.__all__) >= set(metalearn.METHODS)
+
+
+def _close(a, b, rtol=2e-5, atol=1e-6):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_api_table(name):
+    make, init_params, make_tasks = CASES[name]
+    learner = make()
+    key = jax.random.PRNGKey(0)
+    params = init_params(jax.random.PRNGKey(1))
+    tasks = make_tasks(jax.random.PRNGKey(2))
+    state = learner.init(params, key)
+
+    # state structure kept (and dtypes, shapes)
+    new, info = learner.update(state, key, tasks)
+    assert jax.tree.structure(new) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(state), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+    assert "loss" in info and all(np.ndim(v) == 0 for v in info.values())
+
+    # gradients finite, and non-zero where the method learns
+    loss, grads, _ = learner.meta_grad(params, key, tasks)
+    assert np.isfinite(float(loss))
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+    if name != "scratch":
+        assert sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads)) > 0
+
+    # jit equals eager; a second call does not recompile
+    traces = []
+
+    def step(s, k, t):
+        traces.append(1)
+        return learner.update(s, k, t)
+
+    jstep = jax.jit(step)
+    j_new, j_info = jstep(state, key, tasks)
+    _close(j_new, new)
+    _close(j_info, info)
+    jstep(j_new, jax.random.PRNGKey(3), make_tasks(jax.random.PRNGKey(4)))
+    assert len(traces) == 1
+
+    # vmap over seeds equals a loop over seeds
+    keys = jax.random.split(jax.random.PRNGKey(5), 2)
+    states = jax.vmap(lambda k: learner.init(init_params(k), k))(keys)
+    batches = jax.vmap(make_tasks)(keys)
+    v_new, v_info = jax.jit(jax.vmap(learner.update))(states, keys, batches)
+    for i in range(2):
+        s_i = learner.init(init_params(keys[i]), keys[i])
+        t_i = jax.tree.map(lambda a, i=i: a[i], batches)
+        n_i, info_i = jstep(s_i, keys[i], t_i)
+        _close(jax.tree.map(lambda a, i=i: a[i], v_new), n_i)
+        _close(jax.tree.map(lambda a, i=i: a[i], v_info), info_i)
+
+
+def test_conv_warpgrad_meta_gradient_is_finite():
+    # the convolutional warps (images) through the same learner, jitted once
+    learner = metalearn.warpgrad(_warp_ce_conv, **KW)
+    loss, grads, info = jax.jit(learner.meta_grad)(
+        _conv(jax.random.PRNGKey(0)), None, _digits(jax.random.PRNGKey(1))
+    )
+    assert np.isfinite(float(loss)) and np.isfinite(float(info["warp_loss"]))
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+    assert float(jnp.abs(grads.warp[0]["v"]).sum()) > 0
+
+
+def test_scratch_never_moves_and_warps_do():
+    key = jax.random.PRNGKey(0)
+    tasks = _sinusoids(key)
+    params = _mlp(key)
+    s = metalearn.scratch(_sq, **KW).init(params, key)
+    s2, _ = metalearn.scratch(_sq, **KW).update(s, key, tasks)
+    _close(s2.params, params, rtol=0, atol=0)
+    learner = metalearn.warpgrad(_warp_sq, **KW)
+    w = _warped(key)
+    s = learner.init(w, key)
+    for i in range(3):
+        s, info = learner.update(s, jax.random.PRNGKey(i), _sinusoids(jax.random.PRNGKey(i)))
+    assert float(jnp.abs(s.params.warp[0]["v"]).max()) > 0  # the warp left the identity
+    assert np.isfinite(float(info["warp_loss"]))
+
+
+def test_inner_lr_can_be_traced_and_vmapped():
+    tasks = _sinusoids(jax.random.PRNGKey(0))
+    params = _mlp(jax.random.PRNGKey(1))
+
+    def loss(lr):
+        return metalearn.leap_meta_grad(params, tasks, loss_fn=_sq, inner_lr=lr, num_steps=4)[0]
+
+    lrs = jnp.array([0.01, 0.05])
+    vm = jax.vmap(loss)(lrs)
+    np.testing.assert_allclose(vm, [loss(0.01), loss(0.05)], rtol=1e-5)
+
+
+def test_bad_method_options_raise():
+    with pytest.raises(ValueError, match="init_objective must be one of"):
+        metalearn.warpgrad(_warp_sq, init_objective="sgd", **KW)
+    with pytest.raises(ValueError, match="warp kind must be one of"):
+        warped_init(jax.random.PRNGKey(0), (1, 4, 1), kind="conv")
+    with pytest.raises(ValueError, match="num_steps must be >= 1"):
+        metalearn.adapt(_sq, _mlp(jax.random.PRNGKey(0)), None, inner_lr=0.1, num_steps=0)
 
 
 def test_sinusoid_family_ranges_and_shapes():
@@ -56,9 +223,12 @@ def test_sinusoid_family_ranges_and_shapes():
 def test_digits_splits_are_disjoint_and_tasks_balanced():
     fam = _family()
     assert not set(np.asarray(fam.train_classes)) & set(np.asarray(fam.test_classes))
-    # warp pools are disjoint (distinct affine maps) and images differ between them
-    for w in np.asarray(fam.train_warps):
-        assert np.min(np.abs(np.asarray(fam.test_warps) - w).sum((1, 2))) > 1e-3
+    # the three warp pools are disjoint (distinct affine maps)
+    pools = [np.asarray(fam.train_warps), np.asarray(fam.val_warps), np.asarray(fam.test_warps)]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            for w in pools[i]:
+                assert np.min(np.abs(pools[j] - w).sum((1, 2))) > 1e-3
     task = sample_digits_task(
         fam, jax.random.PRNGKey(0), split="test", num_ways=4, num_shots=3, num_query=2
     )
@@ -68,6 +238,13 @@ def test_digits_splits_are_disjoint_and_tasks_balanced():
     bank = np.asarray(fam.test_images).reshape(-1, 64)
     dist = ((np.asarray(task.support[0])[:, None] - bank[None]) ** 2).sum(-1).min(1)
     assert dist.max() < 1e-10
+    # validation tasks: meta-train classes under validation warps, never a test image
+    val = sample_digits_task(
+        fam, jax.random.PRNGKey(1), split="val", num_ways=4, num_shots=3, num_query=2
+    )
+    vbank = np.asarray(fam.val_images).reshape(-1, 64)
+    assert ((np.asarray(val.support[0])[:, None] - vbank[None]) ** 2).sum(-1).min(1).max() < 1e-10
+    assert ((np.asarray(val.support[0])[:, None] - bank[None]) ** 2).sum(-1).min() > 1e-6
     # support and query images of one task are distinct examples
     q = np.asarray(task.query[0])
     assert ((np.asarray(task.support[0])[:, None] - q[None]) ** 2).sum(-1).min() > 0
@@ -80,7 +257,7 @@ def test_digits_splits_are_disjoint_and_tasks_balanced():
         (dict(num_ways=0), "num_ways must be an integer in 1..5"),
         (dict(num_ways=6), "num_ways must be an integer in 1..5"),
         (dict(num_shots=0), "num_shots must be an integer >= 1"),
-        (dict(split="val"), "split must be one of"),
+        (dict(split="validation"), "split must be one of"),
     ],
 )
 def test_bad_task_parameters_raise_clear_errors(kw, match):
@@ -96,95 +273,6 @@ def test_bad_family_parameters():
         sample_tasks(lambda k: sinusoid_task(k), jax.random.PRNGKey(0), 0)
     with pytest.raises(ValueError, match="num_support"):
         sinusoid_task(jax.random.PRNGKey(0), num_support=0)
-
-
-def test_maml_update_jit_vmap_and_no_recompile():
-    opt = optax.adam(1e-3)
-    traces = []
-
-    def step(state, key):
-        traces.append(1)  # runs once per trace
-        tasks = sample_tasks(lambda k: sinusoid_task(k, 5, 5), key, 4)
-        return maml.maml_update(
-            state, tasks, optimizer=opt, loss_fn=_sq, inner_lr=0.01, num_steps=3
-        )
-
-    jstep = jax.jit(step)
-    state = maml.maml_init(mlp_init(jax.random.PRNGKey(0), (1, 8, 1)), opt)
-    for i in range(3):
-        state, loss = jstep(state, jax.random.PRNGKey(10 + i))
-    assert len(traces) == 1 and np.isfinite(float(loss))
-    # vmap over seeds equals per-seed calls
-    keys = jax.random.split(jax.random.PRNGKey(1), 2)
-    states = jax.vmap(lambda k: maml.maml_init(mlp_init(k, (1, 8, 1)), opt))(keys)
-    vs, vl = jax.jit(jax.vmap(step))(states, keys)
-    for i in range(2):
-        s_i = maml.maml_init(mlp_init(keys[i], (1, 8, 1)), opt)
-        _, l_i = jstep(s_i, keys[i])
-        np.testing.assert_allclose(vl[i], l_i, rtol=1e-5)
-
-
-def test_leap_and_warpgrad_updates_under_jit_and_vmap():
-    fam = _family()
-    sampler = functools.partial(
-        sample_digits_task, fam, split="train", num_ways=3, num_shots=2, num_query=2
-    )
-    ce = lambda t, w, b: batch_loss(cross_entropy, warped_apply(t, w, b[0]), b[1])
-    opt = optax.adam(1e-2)
-
-    def train(key):
-        k_i, k_t, k_u = jax.random.split(key, 3)
-        task_p, warp_p = warped_init(k_i, (64, 8, 3))
-        state = warpgrad.warpgrad_init(
-            task_p, warp_p, sampler(k_t), init_optimizer=opt, warp_optimizer=opt, capacity=6
-        )
-
-        def body(s, k):
-            k1, k2 = jax.random.split(k)
-            return warpgrad.warpgrad_update(
-                s,
-                k2,
-                sample_tasks(sampler, k1, 2),
-                warp_loss_fn=ce,
-                init_optimizer=opt,
-                warp_optimizer=opt,
-                inner_lr=0.1,
-                num_steps=4,
-                num_snapshots=2,
-                warp_batch=3,
-            )
-
-        s, info = jax.lax.scan(body, state, jax.random.split(k_u, 3))
-        lstate = leap.leap_init(task_p, opt)
-        lstate, lloss = leap.leap_update(
-            lstate,
-            sample_tasks(sampler, k_t, 2),
-            optimizer=opt,
-            loss_fn=lambda p, b: ce(p, warp_p, b),
-            inner_lr=0.1,
-            num_steps=4,
-        )
-        return s, info, lloss
-
-    s, info, lloss = jax.jit(jax.vmap(train))(jax.random.split(jax.random.PRNGKey(0), 2))
-    # 3 updates x 2 tasks x 2 snapshots = 12 writes into a ring of 6
-    np.testing.assert_array_equal(s.buffer.size, [6, 6])
-    np.testing.assert_array_equal(s.buffer.ptr, [0, 0])
-    assert np.all(np.isfinite(info["warp_loss"])) and np.all(np.isfinite(lloss))
-    # the warp moved away from the identity
-    assert float(jnp.abs(s.warp[0]["w"] - jnp.eye(8)).max()) > 0
-    with pytest.raises(ValueError, match="init_method must be one of"):
-        warpgrad.warpgrad_update(
-            jax.tree.map(lambda a: a[0], s),
-            jax.random.PRNGKey(0),
-            sample_tasks(sampler, jax.random.PRNGKey(0), 2),
-            warp_loss_fn=ce,
-            init_optimizer=opt,
-            warp_optimizer=opt,
-            inner_lr=0.1,
-            num_steps=2,
-            init_method="sgd",
-        )
 
 
 def test_maze_loss_value_is_return_and_gradient_finite():

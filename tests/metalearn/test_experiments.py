@@ -1,5 +1,6 @@
-"""Smoke presets of leap-fewshot and warpgrad-fewshot (jit + vmap over seeds, verdicts), and
-the MetaMaze branch of warpgrad-fewshot at smoke size."""
+"""Smoke presets of leap-fewshot and warpgrad-fewshot (jit + vmap over seeds, selection on
+validation data, verdicts through the declared rules), and the MetaMaze branch of
+warpgrad-fewshot at smoke size."""
 
 from __future__ import annotations
 
@@ -28,13 +29,17 @@ def _run_smoke(name):
 def test_leap_fewshot_smoke():
     exp, cfg, ms = _run_smoke("leap-fewshot")
     for n in cfg.pool_sizes:
-        for m in ("leap", "reptile", "fomaml", "finetune", "scratch"):
+        for m in ("leap", "reptile", "fomaml", "pretrain", "scratch"):
             assert f"auc_n{n}/{m}" in ms[0]
     assert ms[0]["curve/leap"].shape == (cfg.inner_steps + 1,)
     # no pretraining is the same random start at every pool size
     assert ms[0][f"auc_n{cfg.pool_sizes[0]}/scratch"] == ms[0][f"auc_n{cfg.pool_sizes[-1]}/scratch"]
-    v = exp.verdict(ms, cfg)
-    assert len(v.checks) == 5
+    # the selected settings come from the declared grids
+    for m in ("reptile", "fomaml", "pretrain"):
+        assert ms[0][f"select_lr/{m}"] in np.float32(cfg.lr_grid)
+    assert ms[0]["select_lr/leap"] in np.float32(cfg.leap_lr_grid)
+    v = exp.judge(ms, cfg)  # checks exactly the declared rules
+    assert [c.name for c in v.checks] == [r.name for r in exp.rules]
     assert all(0.0 <= c.p_value <= 1.0 for c in v.checks)
     assert all(math.isfinite(c.value) for c in v.checks)
 
@@ -48,8 +53,11 @@ def test_warpgrad_fewshot_smoke():
         "lh_auc/warp_leap",
     }
     assert ms[0]["lh_curve/leap"].shape == (cfg.lh_inner_steps + 1,)
-    v = exp.verdict(ms, cfg)
-    assert len(v.checks) == 2 and all(0.0 <= c.p_value <= 1.0 for c in v.checks)
+    for m in ("maml", "warp_maml"):
+        assert ms[0][f"select_inner_lr/{m}"] in np.float32(cfg.fs_inner_lr_grid)
+    v = exp.judge(ms, cfg)
+    assert [c.name for c in v.checks] == [r.name for r in exp.rules]
+    assert all(0.0 <= c.p_value <= 1.0 for c in v.checks)
 
 
 def test_warpgrad_metamaze_branch_runs():
@@ -70,9 +78,11 @@ def test_warpgrad_metamaze_branch_runs():
 def test_bad_config_is_rejected_before_compute():
     from metalab.experiments import leap_fewshot as lf
 
-    cfg = dataclasses.replace(lf.EXPERIMENT.config("smoke"), num_shots=170, num_query=10)
+    smoke = lf.EXPERIMENT.config("smoke")
+    cfg = dataclasses.replace(smoke, num_shots=170, num_query=10)
     with pytest.raises(ValueError, match="exceeds the 174 images"):
         lf.run(cfg, jax.random.PRNGKey(0))
-    cfg = dataclasses.replace(lf.EXPERIMENT.config("smoke"), pool_sizes=(4, 2))
     with pytest.raises(ValueError, match="strictly increasing"):
-        lf.run(cfg, jax.random.PRNGKey(0))
+        lf.run(dataclasses.replace(smoke, pool_sizes=(4, 2)), jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="same selection budget"):
+        lf.run(dataclasses.replace(smoke, lr_grid=(1e-3,)), jax.random.PRNGKey(0))

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metalab.metalearn import leap, maml, reptile, warpgrad
-from metalab.metalearn.adapt import LeapOptions, adapt, leap_increment
+from metalab import metalearn
+from metalab.metalearn.adapt import LeapConfig, adapt, leap_increment
 from metalab.metalearn.nets import (
     batch_loss,
     mlp_apply,
@@ -17,6 +17,7 @@ from metalab.metalearn.nets import (
     warped_init,
 )
 from metalab.metalearn.tasks import sample_tasks, sinusoid_task
+from metalab.metalearn.warpgrad import WarpParams, one_step_loss, warpgrad
 
 
 def _loss(params, batch):
@@ -35,14 +36,14 @@ def test_leap_without_loss_and_norm_is_reptile():
     with jax.enable_x64(True):
         params, tasks = _tiny(jnp.float64)
         kw = dict(loss_fn=_loss, inner_lr=0.02, num_steps=7)
-        _, g_leap = leap.leap_meta_grad(
-            params, tasks, options=LeapOptions(use_loss=False, normalise=False), **kw
+        _, g_leap = metalearn.leap_meta_grad(
+            params, tasks, config=LeapConfig(use_loss=False, normalise=False), **kw
         )
-        _, g_rep = reptile.reptile_meta_grad(params, tasks, **kw)
+        _, g_rep = metalearn.reptile_meta_grad(params, tasks, **kw)
         for a, b in zip(jax.tree.leaves(g_leap), jax.tree.leaves(g_rep), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-        # ... and the default Leap (loss term + normalisation) is a different direction
-        _, g_full = leap.leap_meta_grad(params, tasks, **kw)
+        # ... and the default Leap (loss term, path energy) is a different direction
+        _, g_full = metalearn.leap_meta_grad(params, tasks, **kw)
         diff = sum(
             float(jnp.sum((a - b) ** 2))
             for a, b in zip(jax.tree.leaves(g_full), jax.tree.leaves(g_rep), strict=True)
@@ -59,12 +60,12 @@ def test_leap_increment_closed_form_on_a_quadratic():
         f0, f1 = 0.5 * th0 @ th0, 0.5 * th1 @ th1
         dth, df = th1 - th0, f1 - f0
         expect = -(dth + df * th0) / np.sqrt(dth @ dth + df**2)
-        got = leap_increment(th0, th1, th0, f0, f1, LeapOptions(True, True, False))
+        got = leap_increment(th0, th1, th0, f0, f1, LeapConfig(True, True, False))
         np.testing.assert_allclose(got, expect, rtol=1e-12)
         # stabiliser: df < 0 here, so it changes nothing; with an increase it flips the sign
-        got_s = leap_increment(th0, th1, th0, f0, f1, LeapOptions(True, True, True))
+        got_s = leap_increment(th0, th1, th0, f0, f1, LeapConfig(True, True, True))
         np.testing.assert_allclose(got_s, expect, rtol=1e-12)
-        up = leap_increment(th1, th0, th1, f1, f0, LeapOptions(True, False, True))
+        up = leap_increment(th1, th0, th1, f1, f0, LeapConfig(True, False, True))
         np.testing.assert_allclose(up, -((th0 - th1) - abs(f0 - f1) * th1), rtol=1e-12)
 
 
@@ -79,8 +80,8 @@ def test_maml_meta_gradient_matches_finite_differences():
             return jnp.mean(jnp.sum((h @ p[1]["w"] + p[1]["b"] - y) ** 2, -1))
 
         kw = dict(loss_fn=loss, inner_lr=0.05, num_steps=3)
-        f = jax.jit(lambda p: maml.maml_meta_grad(p, tasks, **kw)[0])
-        _, g = jax.jit(lambda p: maml.maml_meta_grad(p, tasks, **kw))(params)
+        f = jax.jit(lambda p: metalearn.maml_meta_grad(p, tasks, **kw)[0])
+        _, g = jax.jit(lambda p: metalearn.maml_meta_grad(p, tasks, **kw))(params)
         flat, unravel = jax.flatten_util.ravel_pytree(params)
         gflat = jax.flatten_util.ravel_pytree(g)[0]
         rng = np.random.default_rng(0)
@@ -91,7 +92,7 @@ def test_maml_meta_gradient_matches_finite_differences():
             np.testing.assert_allclose(float(gflat @ v), float(fd), rtol=1e-6)
         # first-order MAML drops the Hessian terms: a different gradient, equal to the plain
         # gradient of the query loss at the adapted parameters
-        _, g_fo = maml.maml_meta_grad(params, tasks, first_order=True, **kw)
+        _, g_fo = metalearn.maml_meta_grad(params, tasks, first_order=True, **kw)
 
         def fo_ref(t):
             res = adapt(loss, params, t.support, inner_lr=0.05, num_steps=3)
@@ -109,7 +110,7 @@ def test_linear_warp_is_preconditioned_gradient_descent():
     # convention z = P (W^T x) with P = V^T, the preconditioner is P P^T = V^T V.
     with jax.enable_x64(True):
         key = jax.random.PRNGKey(3)
-        task, warp = warped_init(key, (4, 3), warp_output=True, dtype=jnp.float64)
+        task, warp = warped_init(key, (4, 3), kind="linear", warp_output=True, dtype=jnp.float64)
         v = jax.random.normal(jax.random.PRNGKey(4), (3, 3), jnp.float64)
         warp = ({"w": v, "b": jnp.array([0.1, -0.2, 0.3])},)
         x = jax.random.normal(jax.random.PRNGKey(5), (7, 4), jnp.float64)
@@ -128,48 +129,67 @@ def test_linear_warp_is_preconditioned_gradient_descent():
 
 
 def test_identity_warp_equals_plain_mlp():
-    task, warp = warped_init(jax.random.PRNGKey(0), (3, 5, 5, 2))
+    task, warp = warped_init(jax.random.PRNGKey(0), (3, 5, 5, 2))  # residual warps
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
     np.testing.assert_allclose(warped_apply(task, warp, x), mlp_apply(task, x), rtol=1e-6)
 
 
-def test_snapshots_match_the_trajectory():
+def test_accumulator_sees_the_trajectory():
     params, tasks = _tiny()
     t0 = jax.tree.map(lambda a: a[0], tasks)
-    res = adapt(_loss, params, t0.support, inner_lr=0.05, num_steps=9, num_snapshots=4)
-    # reference trajectory with a Python loop
+    # accumulating theta_k over the steps gives the sum of the trajectory's iterates
+    res = adapt(
+        _loss, params, t0.support, inner_lr=0.05, num_steps=9, accumulate=lambda s: s.params
+    )
     traj, p = [], params
     grad = jax.jit(jax.grad(_loss))
     for _ in range(9):
         traj.append(p)
         g = grad(p, t0.support)
         p = jax.tree.map(lambda a, b: a - 0.05 * b, p, g)
-    for slot, step in enumerate([0, 3, 5, 8]):
-        for a, b in zip(jax.tree.leaves(res.snapshots), jax.tree.leaves(traj[step]), strict=True):
-            np.testing.assert_allclose(a[slot], b, rtol=1e-5, atol=1e-6)
+    total = jax.tree.map(lambda *xs: sum(xs), *traj)
+    for a, b in zip(jax.tree.leaves(res.accumulated), jax.tree.leaves(total), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     for a, b in zip(jax.tree.leaves(res.params), jax.tree.leaves(p), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_warp_objective_gradient_matches_one_step_definition():
+def test_warp_gradient_is_the_trajectory_objective():
+    # WarpGrad's warp meta-gradient (init objective "none") equals the gradient of the mean
+    # over the K iterates theta_k (held constant) of the one-step query loss, computed here
+    # from an explicit Python loop over the trajectory.
     with jax.enable_x64(True):
         task, warp = warped_init(jax.random.PRNGKey(0), (1, 6, 1), dtype=jnp.float64)
+        warp = jax.tree.map(lambda a: a + 0.1, warp)  # away from V = 0
         _, tasks = _tiny(jnp.float64, n_tasks=2)
         loss = lambda t, w, b: batch_loss(mse, warped_apply(t, w, b[0]), b[1])
-        snaps = jax.tree.map(lambda a: jnp.stack([a, 1.1 * a]), task)
-        val = warpgrad.warp_objective(warp, snaps, tasks, warp_loss_fn=loss, inner_lr=0.1)
-        ref = []
+        lr, k = 0.1, 4
+        learner = warpgrad(loss, inner_lr=lr, num_steps=k, init_objective="none")
+        _, g, info = learner.meta_grad(WarpParams(task, warp), None, tasks)
 
-        @jax.jit
-        def one_step(th, ti):
-            g = jax.grad(loss)(th, warp, ti.support)
-            return loss(jax.tree.map(lambda p, q: p - 0.1 * q, th, g), warp, ti.query)
+        def reference(w):
+            total = 0.0
+            for i in range(2):
+                ti = jax.tree.map(lambda a, i=i: a[i], tasks)
+                th = task
+                for _ in range(k):
+                    total += one_step_loss(w, th, ti, warp_loss_fn=loss, inner_lr=lr)
+                    gi = jax.grad(loss)(th, warp, ti.support)
+                    th = jax.tree.map(lambda p, q: p - lr * q, th, gi)
+            return total / (2 * k)
 
-        for i in range(2):
-            th = jax.tree.map(lambda a, i=i: a[i], snaps)
-            ti = jax.tree.map(lambda a, i=i: a[i], tasks)
-            ref.append(one_step(th, ti))
-        np.testing.assert_allclose(val, np.mean(ref), rtol=1e-12)
-        gw = jax.grad(warpgrad.warp_objective)(warp, snaps, tasks, warp_loss_fn=loss, inner_lr=0.1)
-        assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(gw))
-        assert float(jnp.abs(gw[0]["w"]).sum()) > 0
+        val, g_ref = jax.value_and_grad(reference)(warp)
+        np.testing.assert_allclose(info["warp_loss"], val, rtol=1e-10)
+        for a, b in zip(jax.tree.leaves(g.warp), jax.tree.leaves(g_ref), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        assert all(float(jnp.abs(x).sum()) == 0 for x in jax.tree.leaves(g.init))
+
+
+def test_conv_warps_are_the_identity_at_initialisation():
+    from metalab.metalearn.nets import convnet_apply, convnet_init
+
+    task, warp = convnet_init(jax.random.PRNGKey(0), channels=(4, 4), num_classes=3)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (5, 64))
+    np.testing.assert_allclose(convnet_apply(task, warp, x), convnet_apply(task, (), x), rtol=1e-6)
+    warp = jax.tree.map(lambda a: a + 0.05, warp)
+    assert not np.allclose(convnet_apply(task, warp, x), convnet_apply(task, (), x), rtol=1e-3)

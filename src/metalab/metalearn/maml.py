@@ -9,58 +9,24 @@ meta-objective (minimised) is the query loss after adaptation,
     \qquad \nabla F = \mathbb{E}_\tau\, \Big[\prod_{k=0}^{K-1} (I - \alpha H_k)\Big]
     \nabla \mathcal{L}(\theta_K; Q_\tau).
 
-MAML backpropagates through the whole inner loop (memory grows with K); FOMAML
-(``first_order=True``) drops the Hessian terms, :math:`\nabla F \approx \mathbb{E}_\tau
-\nabla \mathcal{L}(\theta_K; Q_\tau)`. Both run on :func:`metalab.metalearn.adapt.adapt`.
+MAML backpropagates through the whole inner loop (memory grows with K); FOMAML drops the
+Hessian terms, :math:`\nabla F \approx \mathbb{E}_\tau \nabla \mathcal{L}(\theta_K; Q_\tau)`.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from metalab.metalearn.adapt import LossFn, adapt
+from metalab.metalearn.learner import MetaLearner, from_meta_grad
 from metalab.metalearn.tasks import Task
 
 PyTree = Any
-
-
-class MAMLState(NamedTuple):
-    """Meta-learner state: the initialisation and its outer optimiser state."""
-
-    params: PyTree
-    opt_state: optax.OptState
-
-
-def maml_init(params: PyTree, optimizer: optax.GradientTransformation) -> MAMLState:
-    """Initial state for an initialisation ``params`` and an outer ``optimizer``."""
-    return MAMLState(params, optimizer.init(params))
-
-
-def maml_task_loss(
-    params: PyTree,
-    task: Task,
-    *,
-    loss_fn: LossFn,
-    inner_lr: float,
-    num_steps: int,
-    first_order: bool = False,
-    truncation: int | None = None,
-) -> jnp.ndarray:
-    """Query loss of one task after ``num_steps`` SGD steps on its support set (minimise)."""
-    res = adapt(
-        loss_fn,
-        params,
-        task.support,
-        inner_lr=inner_lr,
-        num_steps=num_steps,
-        first_order=first_order,
-        truncation=truncation,
-    )
-    return loss_fn(res.params, task.query)
+__all__ = ["fomaml", "maml", "maml_meta_grad"]
 
 
 def maml_meta_grad(
@@ -68,7 +34,7 @@ def maml_meta_grad(
     tasks: Task,
     *,
     loss_fn: LossFn,
-    inner_lr: float,
+    inner_lr: float | jnp.ndarray,
     num_steps: int,
     first_order: bool = False,
     truncation: int | None = None,
@@ -87,41 +53,59 @@ def maml_meta_grad(
       ``(meta_loss, meta_grad)``.
     """
 
+    def task_loss(p, task):
+        res = adapt(
+            loss_fn,
+            p,
+            task.support,
+            inner_lr=inner_lr,
+            num_steps=num_steps,
+            first_order=first_order,
+            truncation=truncation,
+        )
+        return loss_fn(res.params, task.query)
+
     def meta_loss(p):
-        per_task = jax.vmap(
-            lambda t: maml_task_loss(
-                p,
-                t,
-                loss_fn=loss_fn,
-                inner_lr=inner_lr,
-                num_steps=num_steps,
-                first_order=first_order,
-                truncation=truncation,
-            )
-        )(tasks)
-        return jnp.mean(per_task)
+        return jnp.mean(jax.vmap(lambda t: task_loss(p, t))(tasks))
 
     return jax.value_and_grad(meta_loss)(params)
 
 
-def maml_update(
-    state: MAMLState,
-    tasks: Task,
-    *,
-    optimizer: optax.GradientTransformation,
+def maml(
     loss_fn: LossFn,
-    inner_lr: float,
+    *,
+    inner_lr: float | jnp.ndarray,
     num_steps: int,
+    outer: optax.GradientTransformation = optax.adam(1e-3),
     first_order: bool = False,
-) -> tuple[MAMLState, jnp.ndarray]:
-    """One MAML (or FOMAML) meta-step; returns the new state and the meta-loss."""
-    loss, g = maml_meta_grad(
-        state.params,
-        tasks,
-        loss_fn=loss_fn,
-        inner_lr=inner_lr,
-        num_steps=num_steps,
-        first_order=first_order,
-    )
-    updates, opt_state = optimizer.update(g, state.opt_state, state.params)
-    return MAMLState(optax.apply_updates(state.params, updates), opt_state), loss
+    truncation: int | None = None,
+) -> MetaLearner:
+    """MAML as a :class:`~metalab.metalearn.learner.MetaLearner`; ``info["loss"]`` is the
+    meta-loss (mean query loss after adaptation). Arguments as
+    :func:`~metalab.metalearn.leap.leap`, plus ``first_order`` and ``truncation``."""
+
+    def meta_grad(params, key, tasks):
+        del key
+        loss, g = maml_meta_grad(
+            params,
+            tasks,
+            loss_fn=loss_fn,
+            inner_lr=inner_lr,
+            num_steps=num_steps,
+            first_order=first_order,
+            truncation=truncation,
+        )
+        return loss, g, {}
+
+    return from_meta_grad(meta_grad, outer)
+
+
+def fomaml(
+    loss_fn: LossFn,
+    *,
+    inner_lr: float | jnp.ndarray,
+    num_steps: int,
+    outer: optax.GradientTransformation = optax.adam(1e-3),
+) -> MetaLearner:
+    """First-order MAML: :func:`maml` with ``first_order=True``."""
+    return maml(loss_fn, inner_lr=inner_lr, num_steps=num_steps, outer=outer, first_order=True)

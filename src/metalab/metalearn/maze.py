@@ -51,10 +51,11 @@ def obs_size(env) -> int:
 
 
 def goal_split(env, split: str) -> jnp.ndarray:
-    """Disjoint goal sets: even-indexed open cells for meta-train, odd-indexed for meta-test."""
+    """Disjoint goal sets: even-indexed open cells for meta-train (and validation, with fresh
+    rollout keys), odd-indexed for meta-test."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return env.available_goals[(0 if split == "train" else 1) :: 2]
+    return env.available_goals[(1 if split == "test" else 0) :: 2]
 
 
 def sample_maze_task(env, key: jax.Array, *, split: str = "train") -> Task:

@@ -1,22 +1,28 @@
 r"""Small functional networks for gradient-based meta-learning, with optional warp layers.
 
-Parameters are plain pytrees (a tuple of ``{"w", "b"}`` dicts), so that an inner loop can
-differentiate the *task* parameters while the *warp* parameters stay a separate pytree
-(WarpGrad, Flennerhag et al. 2019). flax.linen could express the same network with two
-variable collections, but a meta-learner then has to split and merge collections at every
-inner step; a tuple of layers is the simplest pytree that jit/vmap/grad see directly.
+Parameters are plain pytrees (a tuple of layer dicts), so that an inner loop differentiates
+the *task* parameters while the *warp* parameters stay a separate pytree (WarpGrad,
+Flennerhag et al. 2020). A tuple of layers is the simplest pytree jit/vmap/grad see directly.
 
-Warped MLP (``warped_apply``), for task layers :math:`T_0, \dots, T_{L-1}` and warp layers
-:math:`\Omega_0, \dots, \Omega_{M-1}` (``M <= L``):
+Warped networks interleave task layers :math:`T_l` (adapted in the inner loop) with warp
+layers :math:`\Omega_l` (meta-learned, fixed during adaptation):
 
-.. math::
-    h_0 = x, \qquad a_{l} = T_l(h_l) = h_l W_l + b_l, \qquad
-    h_{l+1} = \Omega_l(\sigma(a_l)) \;(l < M), \qquad \text{output} = a_{L-1}
-    \text{ (or } \Omega_{L-1}(a_{L-1}) \text{ if } M = L).
+.. math:: h_{l+1} = \Omega_l(\sigma(T_l(h_l))), \qquad \text{output} = T_{L-1}(h_{L-1})
+    \;(\text{or } \Omega_{L-1}(T_{L-1}(h_{L-1})) \text{ with a warp on the output}).
 
-:math:`\sigma` is ReLU on hidden layers and the identity on the last task layer. Warp layers
-are linear, ``\Omega(h) = h V + c``, initialised to the identity, so a freshly initialised
-warped network computes the same function as the plain MLP.
+Warp layers (``kind``):
+
+* ``"linear"``: :math:`\Omega(h) = hV + c`, identity-initialised. SGD through it is gradient
+  descent preconditioned by :math:`V^\top V` (tested); the paper's special case.
+* ``"residual"`` (default): the paper's non-linear warp, a residual block
+  :math:`\Omega(h) = h + \mathrm{relu}(hU + a)V + c` with :math:`V = 0, c = 0` at
+  initialisation, so a fresh warped network computes the plain network's function while the
+  preconditioning it induces, :math:`\partial\Omega/\partial h = I + U\,\mathrm{diag}(
+  \mathrm{relu}'(hU + a))V`, depends on the activations (it varies over the joint
+  task-parameter space, as the paper's warps do).
+* Convolutional networks (:func:`convnet_init`) use the convolutional version:
+  :math:`\Omega(h) = h + \mathrm{conv}_{1\times1}(\mathrm{relu}(\mathrm{conv}_{3\times3}(h; U)
+  + a); V) + c`, also identity at initialisation.
 """
 
 from __future__ import annotations
@@ -26,9 +32,26 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 Layer = dict[str, jnp.ndarray]
 Params = tuple[Layer, ...]
+WARP_KINDS = ("linear", "residual")
+
+__all__ = [
+    "WARP_KINDS",
+    "accuracy",
+    "batch_loss",
+    "convnet_apply",
+    "convnet_init",
+    "cross_entropy",
+    "mlp_apply",
+    "mlp_init",
+    "mse",
+    "warp_init",
+    "warped_apply",
+    "warped_init",
+]
 
 
 def _check_sizes(sizes: Sequence[int]) -> None:
@@ -36,63 +59,82 @@ def _check_sizes(sizes: Sequence[int]) -> None:
         raise ValueError(f"sizes must list >= 2 positive layer widths, got {tuple(sizes)}")
 
 
+def _he(key: jax.Array, shape: tuple[int, ...], fan_in: int, dtype: Any) -> jnp.ndarray:
+    return jax.random.normal(key, shape, dtype) * jnp.sqrt(2.0 / fan_in).astype(dtype)
+
+
 def mlp_init(key: jax.Array, sizes: Sequence[int], dtype: Any = jnp.float32) -> Params:
     """He-initialised MLP parameters for layer widths ``sizes`` (input first, output last).
-
-    Args:
-      key: PRNG key.
-      sizes: e.g. ``(1, 40, 40, 1)``.
-      dtype: parameter dtype.
 
     Returns:
       A tuple of ``{"w": (n_in, n_out), "b": (n_out,)}`` layers.
     """
     _check_sizes(sizes)
     keys = jax.random.split(key, len(sizes) - 1)
-    layers = []
-    for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:], strict=True):
-        w = jax.random.normal(k, (n_in, n_out), dtype) * jnp.sqrt(2.0 / n_in).astype(dtype)
-        layers.append({"w": w, "b": jnp.zeros((n_out,), dtype)})
-    return tuple(layers)
+    return tuple(
+        {"w": _he(k, (n_in, n_out), n_in, dtype), "b": jnp.zeros((n_out,), dtype)}
+        for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:], strict=True)
+    )
 
 
 def mlp_apply(params: Params, x: jnp.ndarray) -> jnp.ndarray:
     """Apply an MLP: ReLU on hidden layers, linear output. ``x`` is ``(..., n_in)``."""
-    h = x
-    for i, layer in enumerate(params):
-        h = h @ layer["w"] + layer["b"]
-        if i < len(params) - 1:
-            h = jax.nn.relu(h)
-    return h
+    return warped_apply(params, (), x)
 
 
-def warp_init(sizes: Sequence[int], dtype: Any = jnp.float32) -> Params:
-    """Identity-initialised linear warp layers, one of width ``n`` per entry of ``sizes``."""
-    if any(int(s) < 1 for s in sizes):
-        raise ValueError(f"warp widths must be positive, got {tuple(sizes)}")
-    return tuple({"w": jnp.eye(n, dtype=dtype), "b": jnp.zeros((n,), dtype)} for n in sizes)
+def warp_init(
+    key: jax.Array, widths: Sequence[int], *, kind: str = "residual", dtype: Any = jnp.float32
+) -> Params:
+    """Identity-at-initialisation warp layers, one of width ``n`` per entry of ``widths``.
+
+    ``kind="linear"``: ``{"w": I, "b": 0}``; ``kind="residual"``: ``{"u": He (n, n), "a": 0,
+    "v": 0 (n, n), "c": 0}``.
+    """
+    if kind not in WARP_KINDS:
+        raise ValueError(f"warp kind must be one of {WARP_KINDS}, got {kind!r}")
+    if any(int(s) < 1 for s in widths):
+        raise ValueError(f"warp widths must be positive, got {tuple(widths)}")
+    if kind == "linear":
+        return tuple({"w": jnp.eye(n, dtype=dtype), "b": jnp.zeros((n,), dtype)} for n in widths)
+    keys = jax.random.split(key, max(len(widths), 1))
+    return tuple(
+        {
+            "u": _he(k, (n, n), n, dtype),
+            "a": jnp.zeros((n,), dtype),
+            "v": jnp.zeros((n, n), dtype),
+            "c": jnp.zeros((n,), dtype),
+        }
+        for k, n in zip(keys, widths, strict=False)
+    )
+
+
+def _warp(layer: Layer, h: jnp.ndarray) -> jnp.ndarray:
+    if "w" in layer:  # linear
+        return h @ layer["w"] + layer["b"]
+    return h + jax.nn.relu(h @ layer["u"] + layer["a"]) @ layer["v"] + layer["c"]
 
 
 def warped_init(
-    key: jax.Array, sizes: Sequence[int], *, warp_output: bool = False, dtype: Any = jnp.float32
+    key: jax.Array,
+    sizes: Sequence[int],
+    *,
+    kind: str = "residual",
+    warp_output: bool = False,
+    dtype: Any = jnp.float32,
 ) -> tuple[Params, Params]:
-    """Task layers of an MLP plus identity warp layers after each hidden task layer.
-
-    Args:
-      key: PRNG key for the task layers (warp layers are deterministic: the identity).
-      sizes: task-layer widths, input first.
-      warp_output: also put a warp layer after the output task layer.
+    """Task layers of an MLP plus identity-initialised warp layers after each hidden layer.
 
     Returns:
       ``(task_params, warp_params)``.
     """
-    task = mlp_init(key, sizes, dtype)
+    k_t, k_w = jax.random.split(key)
+    task = mlp_init(k_t, sizes, dtype)
     widths = list(sizes[1:-1]) + ([sizes[-1]] if warp_output else [])
-    return task, warp_init(widths, dtype)
+    return task, warp_init(k_w, widths, kind=kind, dtype=dtype)
 
 
 def warped_apply(task: Params, warp: Params, x: jnp.ndarray) -> jnp.ndarray:
-    """Apply task layers interleaved with warp layers (see the module docstring)."""
+    """Apply MLP task layers interleaved with warp layers (see the module docstring)."""
     if len(warp) > len(task):
         raise ValueError(f"{len(warp)} warp layers for {len(task)} task layers: at most one each")
     h = x
@@ -101,8 +143,77 @@ def warped_apply(task: Params, warp: Params, x: jnp.ndarray) -> jnp.ndarray:
         if i < len(task) - 1:
             h = jax.nn.relu(h)
         if i < len(warp):
-            h = h @ warp[i]["w"] + warp[i]["b"]
+            h = _warp(warp[i], h)
     return h
+
+
+# ------------------------------------------------------------------------------ convnets
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(h: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+    return lax.conv_general_dilated(h, w, (1, 1), "SAME", dimension_numbers=_DN)
+
+
+def convnet_init(
+    key: jax.Array,
+    *,
+    image: int = 8,
+    channels: Sequence[int] = (16, 16),
+    num_classes: int = 5,
+    warp: bool = True,
+    dtype: Any = jnp.float32,
+) -> tuple[Params, Params]:
+    """A convnet for ``image x image`` grey images: blocks of 3x3 conv + ReLU (+ conv warp) +
+    2x2 max-pool, then a dense output layer.
+
+    Returns:
+      ``(task_params, warp_params)``; ``warp_params`` is ``()`` when ``warp=False``.
+    """
+    if image % (2 ** len(channels)):
+        raise ValueError(f"image size {image} is not divisible by 2**{len(channels)} pools")
+    keys = jax.random.split(key, 2 * len(channels) + 1)
+    task, warps, c_in = [], [], 1
+    for i, c in enumerate(channels):
+        task.append(
+            {"w": _he(keys[i], (3, 3, c_in, c), 9 * c_in, dtype), "b": jnp.zeros((c,), dtype)}
+        )
+        warps.append(
+            {
+                "u": _he(keys[len(channels) + i], (3, 3, c, c), 9 * c, dtype),
+                "a": jnp.zeros((c,), dtype),
+                "v": jnp.zeros((1, 1, c, c), dtype),
+                "c": jnp.zeros((c,), dtype),
+            }
+        )
+        c_in = c
+    side = image // 2 ** len(channels)
+    n_flat = side * side * c_in
+    task.append(
+        {
+            "w": _he(keys[-1], (n_flat, num_classes), n_flat, dtype),
+            "b": jnp.zeros((num_classes,), dtype),
+        }
+    )
+    return tuple(task), tuple(warps) if warp else ()
+
+
+def convnet_apply(task: Params, warp: Params, x: jnp.ndarray) -> jnp.ndarray:
+    """Apply a (warped) convnet to flat images ``x`` of shape ``(n, image * image)``."""
+    side = int(round(x.shape[-1] ** 0.5))
+    h = x.reshape((-1, side, side, 1))
+    for i, layer in enumerate(task[:-1]):
+        h = jax.nn.relu(_conv(h, layer["w"]) + layer["b"])
+        if i < len(warp):
+            w = warp[i]
+            h = h + _conv(jax.nn.relu(_conv(h, w["u"]) + w["a"]), w["v"]) + w["c"]
+        h = lax.reduce_window(h, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    h = h.reshape((h.shape[0], -1))
+    return (h @ task[-1]["w"] + task[-1]["b"]).reshape(x.shape[:-1] + (-1,))
+
+
+# ------------------------------------------------------------------------------ losses
 
 
 def mse(pred: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:

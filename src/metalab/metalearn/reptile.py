@@ -12,29 +12,19 @@ reduces to exactly this ``g`` (tested).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
-import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
+from optax import tree_utils as otu
 
 from metalab.metalearn.adapt import LossFn, adapt
+from metalab.metalearn.learner import MetaLearner, from_meta_grad, task_mean
 from metalab.metalearn.tasks import Task
 
 PyTree = Any
-
-
-class ReptileState(NamedTuple):
-    """Meta-learner state: the initialisation and its outer optimiser state."""
-
-    params: PyTree
-    opt_state: optax.OptState
-
-
-def reptile_init(params: PyTree, optimizer: optax.GradientTransformation) -> ReptileState:
-    """Initial state for an initialisation ``params`` and an outer ``optimizer``."""
-    return ReptileState(params, optimizer.init(params))
+__all__ = ["reptile", "reptile_meta_grad"]
 
 
 def reptile_meta_grad(
@@ -42,37 +32,40 @@ def reptile_meta_grad(
     tasks: Task,
     *,
     loss_fn: LossFn,
-    inner_lr: float,
+    inner_lr: float | jnp.ndarray,
     num_steps: int,
 ) -> tuple[jnp.ndarray, PyTree]:
     """Reptile's meta-gradient :math:`\\mathbb{E}_\\tau(\\theta_0 - \\theta_K)` over a task batch.
 
     Returns:
-      ``(mean final support loss, meta_grad)``; the loss is the mean pre-update loss of the
-      last inner step (for monitoring).
+      ``(mean last-step support loss, meta_grad)``.
     """
     p0 = lax.stop_gradient(params)
 
-    def one(task):
+    def one(task: Task):
         res = adapt(loss_fn, p0, task.support, inner_lr=inner_lr, num_steps=num_steps)
-        return res.losses[-1], jax.tree.map(jnp.subtract, p0, res.params)
+        return res.losses[-1], otu.tree_sub(p0, res.params)
 
-    losses, deltas = jax.vmap(one)(tasks)
-    return jnp.mean(losses), jax.tree.map(lambda d: jnp.mean(d, axis=0), deltas)
+    return task_mean(one, tasks)
 
 
-def reptile_update(
-    state: ReptileState,
-    tasks: Task,
-    *,
-    optimizer: optax.GradientTransformation,
+def reptile(
     loss_fn: LossFn,
-    inner_lr: float,
+    *,
+    inner_lr: float | jnp.ndarray,
     num_steps: int,
-) -> tuple[ReptileState, jnp.ndarray]:
-    """One Reptile meta-step; returns the new state and the monitoring loss."""
-    loss, g = reptile_meta_grad(
-        state.params, tasks, loss_fn=loss_fn, inner_lr=inner_lr, num_steps=num_steps
-    )
-    updates, opt_state = optimizer.update(g, state.opt_state, state.params)
-    return ReptileState(optax.apply_updates(state.params, updates), opt_state), loss
+    outer: optax.GradientTransformation = optax.adam(1e-3),
+) -> MetaLearner:
+    """Reptile as a :class:`~metalab.metalearn.learner.MetaLearner` (arguments as
+    :func:`~metalab.metalearn.leap.leap`). With ``outer=optax.sgd(beta)`` this is the
+    paper's batched Reptile step :math:`\\theta_0 \\leftarrow \\theta_0 + \\beta
+    \\mathbb{E}_\\tau(\\theta_K - \\theta_0)`."""
+
+    def meta_grad(params, key, tasks):
+        del key
+        loss, g = reptile_meta_grad(
+            params, tasks, loss_fn=loss_fn, inner_lr=inner_lr, num_steps=num_steps
+        )
+        return loss, g, {}
+
+    return from_meta_grad(meta_grad, outer)

@@ -17,7 +17,9 @@ Families:
   (shipped with the wheel, no download). Each task is an "alphabet": one random affine warp
   (rotation, anisotropic scale, shear, translation) applied to all its images, N classes drawn
   from the split, and a random assignment of classes to labels 0..N-1. Classes *and* warps are
-  split disjointly between meta-train and meta-test (:func:`make_digits_family`).
+  split disjointly between meta-train and meta-test; a validation split (meta-train classes
+  under a third, disjoint pool of warps) is disjoint from meta-test for hyper-parameter
+  selection (:func:`make_digits_family`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 
 
 class Task(NamedTuple):
@@ -129,18 +131,26 @@ class DigitsFamily(NamedTuple):
       train_images: ``(W_train, C_train, n_per_class, 64)`` meta-train images in [0, 1]:
         every meta-train class under every meta-train warp (every class truncated to the
         smallest class size so that the array is rectangular).
+      val_images: ``(W_val, C_train, n_per_class, 64)`` meta-train classes under the
+        validation warps (for selection; disjoint from meta-test classes and warps).
       test_images: ``(W_test, C_test, n_per_class, 64)`` the same for meta-test.
       train_classes, test_classes: ``(C_train,)`` / ``(C_test,)`` disjoint digit classes.
-      train_warps, test_warps: ``(W_train, 2, 3)`` / ``(W_test, 2, 3)`` disjoint affine maps
+      train_warps, val_warps, test_warps: ``(W, 2, 3)`` three disjoint pools of affine maps
         from output pixel coordinates to input coordinates (centred), each an "alphabet".
     """
 
     train_images: jnp.ndarray
+    val_images: jnp.ndarray
     test_images: jnp.ndarray
     train_classes: jnp.ndarray
     test_classes: jnp.ndarray
     train_warps: jnp.ndarray
+    val_warps: jnp.ndarray
     test_warps: jnp.ndarray
+
+    def images(self, split: str) -> jnp.ndarray:
+        """The image bank of ``split``."""
+        return {"train": self.train_images, "val": self.val_images, "test": self.test_images}[split]
 
     @property
     def per_class(self) -> int:
@@ -179,6 +189,7 @@ def make_digits_family(
     num_train_warps: int = 20,
     num_test_warps: int = 20,
     warp_seed: int = 0,
+    num_val_warps: int = 4,
     rotation: float = math.pi / 4,
 ) -> DigitsFamily:
     """Load scikit-learn's digits and build disjoint meta-train / meta-test splits.
@@ -187,6 +198,8 @@ def make_digits_family(
       train_classes, test_classes: disjoint subsets of 0..9.
       num_train_warps, num_test_warps: sizes of the two disjoint pools of affine "alphabets"
         (drawn once from ``warp_seed``; the first ``num_train_warps`` go to meta-train).
+      num_val_warps: size of the validation pool (drawn after the other two, so adding it
+        leaves the train and test pools unchanged).
       warp_seed: seed of the warp pool (fixed across experiment seeds by default so that the
         task family, not the pool, is the object of study).
       rotation: maximum absolute rotation of a warp, radians.
@@ -204,14 +217,18 @@ def make_digits_family(
         raise ValueError(f"train_classes and test_classes overlap: {sorted(set(tr) & set(te))}")
     _check_count("num_train_warps", num_train_warps)
     _check_count("num_test_warps", num_test_warps)
+    _check_count("num_val_warps", num_val_warps)
     d = load_digits()
     counts = np.bincount(d.target, minlength=10)
     n = int(counts.min())
     imgs = np.stack([d.images[d.target == c][:n] for c in range(10)]).astype(np.float32) / 16.0
     with jax.ensure_compile_time_eval():
         warps = random_affine(
-            jax.random.PRNGKey(warp_seed), num_train_warps + num_test_warps, rotation=rotation
+            jax.random.PRNGKey(warp_seed),
+            num_train_warps + num_test_warps + num_val_warps,
+            rotation=rotation,
         )
+    n_tt = num_train_warps + num_test_warps
     warp_all = jax.jit(jax.vmap(warp_images, in_axes=(None, 0)))
 
     def warped(classes, ws):
@@ -223,11 +240,13 @@ def make_digits_family(
     with jax.ensure_compile_time_eval():
         return DigitsFamily(
             train_images=warped(tr, warps[:num_train_warps]),
-            test_images=warped(te, warps[num_train_warps:]),
+            val_images=warped(tr, warps[n_tt:]),
+            test_images=warped(te, warps[num_train_warps:n_tt]),
             train_classes=jnp.asarray(tr, jnp.int32),
             test_classes=jnp.asarray(te, jnp.int32),
             train_warps=warps[:num_train_warps],
-            test_warps=warps[num_train_warps:],
+            val_warps=warps[n_tt:],
+            test_warps=warps[num_train_warps:n_tt],
         )
 
 
@@ -252,7 +271,7 @@ def check_digits_task(
     """Raise a clear ValueError if a digits task cannot be drawn (static check)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    n_cls = int((family.train_classes if split == "train" else family.test_classes).shape[0])
+    n_cls = int((family.test_classes if split == "test" else family.train_classes).shape[0])
     if not isinstance(num_ways, int | np.integer) or not 1 <= num_ways <= n_cls:
         raise ValueError(
             f"num_ways must be an integer in 1..{n_cls} (classes in the {split} split), "
@@ -282,7 +301,8 @@ def sample_digits_task(
     Args:
       family: from :func:`make_digits_family`.
       key: PRNG key.
-      split: ``"train"`` (meta-train classes and warps) or ``"test"`` (disjoint ones).
+      split: ``"train"`` (meta-train classes and warps), ``"val"`` (meta-train classes,
+        validation warps) or ``"test"`` (meta-test classes and warps).
       num_ways: N classes per task, 1..(classes in split).
       num_shots: K support images per class.
       num_query: query images per class (disjoint from the support images).
@@ -294,7 +314,7 @@ def sample_digits_task(
       in 0..N-1, class-major order.
     """
     check_digits_task(family, split, num_ways, num_shots, num_query)
-    images = family.train_images if split == "train" else family.test_images
+    images = family.images(split)
     n_cls, per = images.shape[1], num_shots + num_query
     # One uniform draw feeds every choice (each jax.random call adds to compile time).
     u = jax.random.uniform(key, (n_cls + 1 + num_ways * family.per_class,))
