@@ -49,7 +49,7 @@ def test_les_matches_evosax(n, d):
 
 def _sync(ours_state, ref_state):
     """Copy evosax's LGA state into metalab's layout (so each step starts from equal inputs)."""
-    return ours_state._replace(
+    return ours_state.replace(
         population=ref_state.population,
         fitness=ref_state.fitness,
         std=ref_state.std,
@@ -121,3 +121,73 @@ def test_des_matches_evosax():
         os_, _ = tell(k, xr, f, os_, op)
         np.testing.assert_allclose(os_.mean, rs.mean, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(os_.std, rs.std, rtol=1e-4, atol=1e-6)
+
+
+def _metric_keys(algo, init_args, f):
+    state = algo.init(*init_args, algo.default_params)
+    x, state = algo.ask(jax.random.PRNGKey(1), state, algo.default_params)
+    _, metrics = algo.tell(jax.random.PRNGKey(2), x, f(x), state, algo.default_params)
+    return set(metrics)
+
+
+def test_one_base_same_metrics_as_evosax():
+    """LES/DES/LGA subclass evosax's bases and every tell returns evosax's metric keys."""
+    from evosax.algorithms.distribution_based.base import DistributionBasedAlgorithm
+    from evosax.algorithms.population_based.base import PopulationBasedAlgorithm
+
+    from metalab.bbo import init_state, load_weights
+
+    n, d = 8, 3
+    key = jax.random.PRNGKey(0)
+    les = LES(n, d, weights=load_weights("evosax-les"))
+    des = DES(n, d)
+    lga = LGA(n, d, weights=load_weights("evosax-lga", num_dims=d))
+    assert isinstance(les, DistributionBasedAlgorithm) and isinstance(
+        des, DistributionBasedAlgorithm
+    )
+    assert isinstance(lga, PopulationBasedAlgorithm)
+    ref_es = _metric_keys(LearnedES(n, jnp.zeros(d)), (key, jnp.zeros(d)), _sphere_shift)
+    assert _metric_keys(les, (key, jnp.zeros(d)), _sphere_shift) == ref_es
+    assert _metric_keys(des, (key, jnp.zeros(d)), _sphere_shift) == ref_es
+    x0 = jax.random.normal(key, (n, d))
+    ref_ga = _metric_keys(LearnedGA(n, jnp.zeros(d)), (key, x0, _sphere_shift(x0)), _sphere_shift)
+    assert _metric_keys(lga, (key, x0, _sphere_shift(x0)), _sphere_shift) == ref_ga
+    # init_state hides the population-based init: LGA starts from a mean like an ES
+    s = init_state(lga, key, jnp.full(d, 0.5), lga.default_params, _sphere_shift)
+    assert s.population.shape == (n, d) and np.isfinite(float(s.best_fitness))
+    s = init_state(les, key, jnp.full(d, 0.5), les.default_params)
+    np.testing.assert_allclose(s.mean, 0.5)
+
+
+def test_load_evosax_lga_picks_checkpoint_and_legacy_offset():
+    """load_weights("evosax-lga", num_dims) = the checkpoint evosax's default LearnedGA loads,
+    with the legacy offset, so metalab's LGA needs no flag to match it."""
+    from metalab.bbo import load_weights, n_params
+    from metalab.bbo.weights import fold_sigma_offset
+
+    n = 10
+    for d in (5, 60):  # v4 for D <= 50, v7 above
+        ref = LearnedGA(n, jnp.zeros(d))
+        w = load_weights("evosax-lga", num_dims=d)
+        assert float(w["sigma_offset"]) == 2.0
+        conv = lga_from_evosax(ref.lga_params)
+        np.testing.assert_allclose(
+            w["mutation"]["att"]["q"]["w"], conv["mutation"]["att"]["q"]["w"]
+        )
+        ours = LGA(n, jnp.zeros(d), weights=w)  # no legacy flag
+        key = jax.random.PRNGKey(d)
+        x0 = jax.random.normal(key, (n, d))
+        rs = ref.init(key, x0, _sphere_shift(x0), ref.default_params)
+        os_ = ours.init(key, x0, _sphere_shift(x0), ours.default_params)
+        xr, rs = ref.ask(key, rs, ref.default_params)
+        xo, os_ = ours.ask(key, os_, ours.default_params)
+        np.testing.assert_allclose(os_.std_C, rs.std_C, rtol=1e-4)
+        # folding the offset into the biases gives the same mutation rates without it
+        folded = LGA(n, jnp.zeros(d), weights=fold_sigma_offset(w))
+        sf = folded.init(key, x0, _sphere_shift(x0), folded.default_params)
+        _, sf = folded.ask(key, sf, folded.default_params)
+        np.testing.assert_allclose(sf.std_C, rs.std_C, rtol=1e-4)
+        assert n_params(w) == 1906
+    v4, v7 = load_weights("evosax-lga", num_dims=5), load_weights("evosax-lga", num_dims=60)
+    assert not np.allclose(v4["mutation"]["log_var"]["w"], v7["mutation"]["log_var"]["w"])
+    assert n_params(load_weights("evosax-les")) == 246

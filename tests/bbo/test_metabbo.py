@@ -52,31 +52,71 @@ def test_task_sampler_and_evaluate():
 
 def test_train_checkpoint_resume_and_self_referential(tmp_path):
     cfg = MetaBBOConfig(
-        train_fns=("sphere",),
+        train_fns=("sphere", "rastrigin"),
         noise_models=("noiseless",),
-        tasks_per_fn=2,
-        max_dims=3,
-        population_size=4,
-        generations=3,
+        sizes=((2, 3, 4, 3, 2), (2, 4, 6, 2, 1)),
         meta_population=4,
         meta_generations=2,
         checkpoint_every=1,
     )
     net_full, rec = train(cfg, tmp_path / "full", progress=False)
+    assert sorted(rec["history"]["size_index"]) == [0.0, 1.0]  # each size once per epoch
     train(dataclasses.replace(cfg, meta_generations=1), tmp_path / "half", progress=False)
     # a different task distribution cannot resume this checkpoint
     with pytest.raises(ValueError, match="different config"):
-        train(dataclasses.replace(cfg, generations=4), tmp_path / "half", progress=False)
+        train(dataclasses.replace(cfg, sizes=((2, 3, 4, 4, 2),)), tmp_path / "half", progress=False)
     # extending the run (more meta-generations) resumes from generation 1 and matches
     net_resumed, _ = train(cfg, tmp_path / "half", progress=False)
     for a, b in zip(jax.tree.leaves(net_full), jax.tree.leaves(net_resumed), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert rec["config"]["meta_generations"] == 2 and rec["wall_time_s"] >= 0
+    assert rec["generations_completed"] == 2 and len(rec["history"]["win_vs_init"]) == 2
     loaded = load_weights(tmp_path / "full" / "les_metalab")
     for a, b in zip(jax.tree.leaves(net_full), jax.tree.leaves(loaded), strict=True):
         np.testing.assert_allclose(a, b)
+    # a time budget stops after the first generation and still writes the weights
+    _, rec_t = train(cfg, tmp_path / "budget", progress=False, time_budget=0.0)
+    assert rec_t["generations_completed"] == 1
     sr = dataclasses.replace(cfg, outer="self", meta_generations=1)
     net_sr, _ = train(sr, tmp_path / "self", progress=False)
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(net_sr))
     with pytest.raises(ValueError, match="requires optimiser='les'"):
         MetaBBOConfig(optimiser="lga", outer="self")
+    with pytest.raises(ValueError, match="bad size"):
+        MetaBBOConfig(sizes=((5, 3, 4, 4, 2),))
+
+
+def test_size_sampler_avoids_held_out_dims_and_warm_start():
+    ks = jax.random.split(jax.random.PRNGKey(0), 400)
+    dims = jax.vmap(lambda k: sample_task(k, 22, 18, exclude_dims=(20,)).num_dims)(ks)
+    assert 20 not in set(np.asarray(dims).tolist()) and {18, 19, 21, 22} <= set(dims.tolist())
+    # init="evosax" warm-starts from evosax's weights (LGA: legacy offset folded in)
+    from jax.flatten_util import ravel_pytree
+
+    from metalab.bbo.metabbo import init_net
+
+    net = init_net(MetaBBOConfig(optimiser="lga", init="evosax"))
+    assert "sigma_offset" not in net and ravel_pytree(net)[0].size == 1906
+
+
+def test_ray_executor_matches_local():
+    ray = pytest.importorskip("ray")
+    from jax.flatten_util import ravel_pytree
+
+    from metalab.bbo.metabbo import LocalExecutor, RayExecutor, init_net
+
+    cfg = MetaBBOConfig(
+        train_fns=("sphere", "rastrigin"), noise_models=("noiseless",), sizes=((2, 3, 4, 3, 2),)
+    )
+    theta, _ = ravel_pytree(init_net(cfg))
+    thetas = np.asarray(theta)[None] + 0.1 * np.random.default_rng(0).normal(size=(5, theta.size))
+    key = np.asarray(jax.random.PRNGKey(3))
+    local = LocalExecutor(cfg)(0, thetas, key)
+    ex = RayExecutor(cfg, workers=2)
+    try:
+        remote = ex(0, thetas, key)
+    finally:
+        ex.close()
+        ray.shutdown()
+    np.testing.assert_allclose(remote[0], local[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(remote[1], local[1], rtol=1e-4, atol=1e-4)

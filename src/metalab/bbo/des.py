@@ -11,24 +11,39 @@ With centred rank ``c_r = r / (N - 1) - 0.5`` of member ``i`` (rank ``r``)::
     m     <- m + alpha_m * sum_i w_i (x_i - m)                      (alpha_m = 1)
     sigma <- sigma + alpha_s * (sqrt(sum_i w_i (x_i - m)^2) - sigma) (alpha_s = 0.1)
 
-This matches ``evosax.algorithms.DiscoveredES`` (0.3.2) with its default SGD(1.0) optimiser;
+This matches ``evosax.algorithms.DiscoveredES`` (0.3.2) with its default SGD(1.0) optimiser
+(:class:`DES` subclasses evosax's ``DistributionBasedAlgorithm``, like evosax's DES);
 ranks with ties take the average rank truncated to an integer, as evosax's ``rankdata`` does.
 ``temperature``, ``lr_mean`` and ``lr_std`` are traced (``DESParams``), so they can be tuned
-or meta-learned under ``vmap``.
+or meta-learned under ``vmap``. :func:`metalab.bbo.des_fit.fitted_des_params` gives the
+constants fitted to metalab's own LES (the paper's reverse-engineering step).
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
+from evosax.algorithms.distribution_based.base import (
+    Params as _Params,
+)
+from evosax.algorithms.distribution_based.base import (
+    State as _State,
+)
+from evosax.algorithms.distribution_based.base import (
+    metrics_fn as _metrics_fn,
+)
+from evosax.core.fitness_shaping import identity_fitness_shaping_fn
+from flax import struct
 
+from metalab.bbo.base import DistributionBasedAlgorithm, as_solution, check_population_size
 from metalab.bbo.features import update_best
 
 
-class DESParams(NamedTuple):
+@struct.dataclass
+class DESParams(_Params):
     """Traced DES hyperparameters."""
 
     std_init: jax.Array
@@ -37,14 +52,11 @@ class DESParams(NamedTuple):
     lr_std: jax.Array
 
 
-class DESState(NamedTuple):
-    """DES search state."""
+@struct.dataclass
+class DESState(_State):
+    """DES search state: evosax's ``mean``/best/counter fields plus the std."""
 
-    mean: jax.Array
     std: jax.Array
-    best_solution: jax.Array
-    best_fitness: jax.Array
-    generation_counter: jax.Array
 
 
 def des_rank_weights(population_size: int, temperature: jax.Array) -> jax.Array:
@@ -57,11 +69,11 @@ def des_init(mean: jax.Array, params: DESParams) -> DESState:
     """Initial state at ``mean`` with ``std = std_init``."""
     d = mean.shape[0]
     return DESState(
-        mean=mean,
-        std=jnp.full((d,), params.std_init, mean.dtype),
         best_solution=jnp.full((d,), jnp.nan, mean.dtype),
         best_fitness=jnp.asarray(jnp.inf, mean.dtype),
         generation_counter=jnp.asarray(0, jnp.int32),
+        mean=mean,
+        std=jnp.full((d,), params.std_init, mean.dtype),
     )
 
 
@@ -71,10 +83,10 @@ def des_ask(key: jax.Array, state: DESState, population_size: int) -> jax.Array:
     return state.mean + state.std * eps
 
 
-def des_tell(
+def des_update(
     population: jax.Array, fitness: jax.Array, state: DESState, params: DESParams
 ) -> DESState:
-    """DES update (minimisation)."""
+    """DES update of mean and std (minimisation); not the archive or the counter."""
     n = population.shape[0]
     f = jnp.where(jnp.isnan(fitness), jnp.inf, fitness)
     ranks = (jax.scipy.stats.rankdata(f) - 1.0).astype(jnp.int32)
@@ -83,51 +95,48 @@ def des_tell(
     diff = population - state.mean
     mean = state.mean + params.lr_mean * (w @ diff)
     std = state.std + params.lr_std * (jnp.sqrt(w @ jnp.square(diff)) - state.std)
+    return state.replace(mean=mean, std=std)
+
+
+def des_tell(
+    population: jax.Array, fitness: jax.Array, state: DESState, params: DESParams
+) -> DESState:
+    """One full DES step (archive, update, counter)."""
     best_x, best_f = update_best(population, fitness, state.best_solution, state.best_fitness)
-    return DESState(mean, std, best_x, best_f, state.generation_counter + 1)
+    new = des_update(population, fitness, state, params)
+    return new.replace(
+        best_solution=best_x, best_fitness=best_f, generation_counter=state.generation_counter + 1
+    )
 
 
-class DES:
-    """evosax-style object API around :func:`des_ask` / :func:`des_tell` (minimisation)."""
+class DES(DistributionBasedAlgorithm):
+    """Discovered ES on evosax's distribution-based base (minimisation).
 
-    def __init__(self, population_size: int, solution: Any):
-        if int(population_size) < 2:
-            raise ValueError(f"population_size must be >= 2, got {population_size}")
-        if isinstance(solution, int):
-            solution = jnp.zeros((solution,))
-        flat, self._unravel = ravel_pytree(solution)
-        self.population_size = int(population_size)
-        self.num_dims = int(flat.size)
+    ``default_params`` are evosax's constants (12.5, 1, 0.1);
+    :func:`metalab.bbo.des_fit.fitted_des_params` gives the ones fitted to metalab's LES.
+    """
+
+    def __init__(
+        self,
+        population_size: int,
+        solution: Any,
+        fitness_shaping_fn: Callable = identity_fitness_shaping_fn,
+        metrics_fn: Callable = _metrics_fn,
+    ):
+        n = check_population_size(population_size)
+        super().__init__(n, as_solution(solution), fitness_shaping_fn, metrics_fn)
 
     @property
-    def default_params(self) -> DESParams:
+    def _default_params(self) -> DESParams:
         """``std_init 1``, ``temperature 12.5``, ``lr_mean 1``, ``lr_std 0.1``."""
         f = jnp.float32
         return DESParams(f(1.0), f(12.5), f(1.0), f(0.1))
 
-    def init(self, key: jax.Array, mean: Any, params: DESParams) -> DESState:
-        """Initial state (``key`` unused)."""
-        del key
-        return des_init(ravel_pytree(mean)[0], params)
+    def _init(self, key: jax.Array, params: DESParams) -> DESState:
+        return des_init(jnp.zeros((self.num_dims,)), params)
 
-    def ask(self, key: jax.Array, state: DESState, params: DESParams) -> tuple[Any, DESState]:
-        """Sample a population; returns ``(population, state)``."""
-        del params
-        return jax.vmap(self._unravel)(des_ask(key, state, self.population_size)), state
+    def _ask(self, key: jax.Array, state: DESState, params: DESParams):
+        return des_ask(key, state, self.population_size), state
 
-    def tell(
-        self,
-        key: jax.Array,
-        population: Any,
-        fitness: jax.Array,
-        state: DESState,
-        params: DESParams,
-    ) -> tuple[DESState, dict]:
-        """Update from fitness (**lower is better**); returns ``(state, metrics)``."""
-        del key
-        pop = jax.vmap(lambda x: ravel_pytree(x)[0])(population)
-        new = des_tell(pop, fitness, state, params)
-        return new, {
-            "best_fitness": new.best_fitness,
-            "generation_counter": state.generation_counter,
-        }
+    def _tell(self, key, population, fitness, state: DESState, params: DESParams) -> DESState:
+        return des_update(population, fitness, state, params)

@@ -28,8 +28,9 @@ The optimiser is invariant to the order of the population and works for any N an
 ``net`` pytree is traced, so ``jax.vmap`` over a batch of candidate weights evaluates many
 LES variants at once (what MetaBBO does).
 
-Compatibility with ``evosax.algorithms.LearnedES`` (0.3.2): :meth:`LES.init`, :meth:`LES.ask`
-and :meth:`LES.tell` take the same arguments and return the same things; with evosax's weights
+Compatibility with ``evosax.algorithms.LearnedES`` (0.3.2): :class:`LES` subclasses evosax's
+``DistributionBasedAlgorithm`` (see :mod:`metalab.bbo.base`), so ``init``/``ask``/``tell`` and
+the metrics are evosax's own; with evosax's weights
 converted by :func:`metalab.bbo.weights.les_from_evosax`, samples and updates agree to float
 tolerance for the same keys (see ``tests/bbo/test_equivalence.py``). Feature-contract details
 that matter: the attention temperature is ``sqrt(N)`` (not ``sqrt(d_k)``); the improvement flag
@@ -39,12 +40,24 @@ the time embedding uses the generation counter *before* it is incremented.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
+from evosax.algorithms.distribution_based.base import (
+    Params as _Params,
+)
+from evosax.algorithms.distribution_based.base import (
+    State as _State,
+)
+from evosax.algorithms.distribution_based.base import (
+    metrics_fn as _metrics_fn,
+)
+from evosax.core.fitness_shaping import identity_fitness_shaping_fn
+from flax import struct
 
+from metalab.bbo.base import DistributionBasedAlgorithm, as_solution, check_population_size
 from metalab.bbo.features import (
     dense,
     fitness_features,
@@ -56,23 +69,22 @@ from metalab.bbo.features import (
 PATH_TIMESCALES = (0.1, 0.5, 0.9)
 
 
-class LESParams(NamedTuple):
+@struct.dataclass
+class LESParams(_Params):
     """Traced LES parameters: initial std and the learned network weights ``net``."""
 
     std_init: jax.Array
     net: dict
 
 
-class LESState(NamedTuple):
-    """LES search state (flat solution vectors of length D)."""
+@struct.dataclass
+class LESState(_State):
+    """LES search state (flat vectors of length D); evosax's ``mean``/best/counter fields plus:"""
 
-    mean: jax.Array  # (D,)
     std: jax.Array  # (D,)
     p_c: jax.Array  # (D, 3) evolution paths of the weighted step
     p_std: jax.Array  # (D, 3) evolution paths of the weighted noise
-    best_solution: jax.Array  # (D,)
-    best_fitness: jax.Array  # () lowest fitness seen so far
-    generation_counter: jax.Array  # ()
+    best_fitness_shaped: jax.Array  # () best fitness before this generation (features)
 
 
 def init_les_net(key: jax.Array, hidden: int = 8) -> dict:
@@ -116,13 +128,14 @@ def les_init(mean: jax.Array, params: LESParams) -> LESState:
     d = mean.shape[0]
     z = jnp.zeros((d, len(PATH_TIMESCALES)), mean.dtype)
     return LESState(
+        best_solution=jnp.full((d,), jnp.nan, mean.dtype),
+        best_fitness=jnp.asarray(jnp.inf, mean.dtype),
+        generation_counter=jnp.asarray(0, jnp.int32),
         mean=mean,
         std=jnp.broadcast_to(jnp.asarray(params.std_init, mean.dtype), (d,)),
         p_c=z,
         p_std=z,
-        best_solution=jnp.full((d,), jnp.nan, mean.dtype),
-        best_fitness=jnp.asarray(jnp.inf, mean.dtype),
-        generation_counter=jnp.asarray(0, jnp.int32),
+        best_fitness_shaped=jnp.asarray(jnp.inf, mean.dtype),
     )
 
 
@@ -132,12 +145,12 @@ def les_ask(key: jax.Array, state: LESState, population_size: int) -> jax.Array:
     return state.mean + state.std * eps
 
 
-def les_tell(
+def les_update(
     population: jax.Array, fitness: jax.Array, state: LESState, params: LESParams
 ) -> LESState:
-    """One LES update from an evaluated population (fitness is minimised)."""
+    """The learned update of mean, std and paths (not the archive or the counter)."""
     net = params.net
-    w = recombination_weights(net, fitness_features(fitness, state.best_fitness))
+    w = recombination_weights(net, fitness_features(fitness, state.best_fitness_shaped))
     diff = population - state.mean  # (N, D)
     step = w @ diff  # = sum_i w_i x_i - m, since sum_i w_i = 1 up to rounding
     c = jnp.asarray(PATH_TIMESCALES, population.dtype)
@@ -147,27 +160,43 @@ def les_tell(
     mean = state.mean + lr_m * (w @ population - state.mean)
     target_std = jnp.sqrt(w @ jnp.square(diff) + 1e-8)
     std = jnp.maximum(state.std + lr_s * (target_std - state.std), 0.0)
+    f = jnp.where(jnp.isnan(fitness), jnp.inf, fitness)
+    shaped = jnp.minimum(state.best_fitness_shaped, jnp.min(f))
+    return state.replace(mean=mean, std=std, p_c=p_c, p_std=p_std, best_fitness_shaped=shaped)
+
+
+def les_tell(
+    population: jax.Array, fitness: jax.Array, state: LESState, params: LESParams
+) -> LESState:
+    """One full LES step (archive, update, counter) from an evaluated population."""
     best_x, best_f = update_best(population, fitness, state.best_solution, state.best_fitness)
-    return LESState(mean, std, p_c, p_std, best_x, best_f, state.generation_counter + 1)
+    new = les_update(population, fitness, state, params)
+    return new.replace(
+        best_solution=best_x, best_fitness=best_f, generation_counter=state.generation_counter + 1
+    )
 
 
-class LES:
-    """evosax-style object API around :func:`les_ask` / :func:`les_tell` (minimisation).
+class LES(DistributionBasedAlgorithm):
+    """Learned Evolution Strategy on evosax's distribution-based base (minimisation).
 
     Args:
       population_size: N, members per generation (>= 2).
       solution: a template solution pytree (or an int D); samples are unravelled to it.
-      weights: the ``net`` pytree; ``None`` loads metalab's shipped meta-trained weights.
+      weights: the ``net`` pytree; ``None`` loads metalab's shipped meta-trained weights
+        (``load_weights("evosax-les")`` gives evosax's).
+      fitness_shaping_fn, metrics_fn: as in evosax (identity shaping; evosax's metrics).
     """
 
-    def __init__(self, population_size: int, solution: Any, weights: dict | None = None):
-        if int(population_size) < 2:
-            raise ValueError(f"population_size must be >= 2, got {population_size}")
-        if isinstance(solution, int):
-            solution = jnp.zeros((solution,))
-        flat, self._unravel = ravel_pytree(solution)
-        self.population_size = int(population_size)
-        self.num_dims = int(flat.size)
+    def __init__(
+        self,
+        population_size: int,
+        solution: Any,
+        weights: dict | None = None,
+        fitness_shaping_fn: Callable = identity_fitness_shaping_fn,
+        metrics_fn: Callable = _metrics_fn,
+    ):
+        n = check_population_size(population_size)
+        super().__init__(n, as_solution(solution), fitness_shaping_fn, metrics_fn)
         if weights is None:
             from metalab.bbo.weights import load_weights
 
@@ -175,43 +204,15 @@ class LES:
         self.weights = weights
 
     @property
-    def default_params(self) -> LESParams:
+    def _default_params(self) -> LESParams:
         """``std_init = 1`` and the constructor's weights."""
         return LESParams(std_init=jnp.float32(1.0), net=self.weights)
 
-    def _ravel(self, x: Any) -> jax.Array:
-        return ravel_pytree(x)[0]
+    def _init(self, key: jax.Array, params: LESParams) -> LESState:
+        return les_init(jnp.zeros((self.num_dims,)), params)
 
-    def init(self, key: jax.Array, mean: Any, params: LESParams) -> LESState:
-        """Initial state (``key`` unused, kept for evosax's signature)."""
-        del key
-        return les_init(self._ravel(mean), params)
+    def _ask(self, key: jax.Array, state: LESState, params: LESParams):
+        return les_ask(key, state, self.population_size), state
 
-    def ask(self, key: jax.Array, state: LESState, params: LESParams) -> tuple[Any, LESState]:
-        """Sample a population; returns ``(population, state)`` like evosax."""
-        del params
-        pop = les_ask(key, state, self.population_size)
-        return jax.vmap(self._unravel)(pop), state
-
-    def tell(
-        self,
-        key: jax.Array,
-        population: Any,
-        fitness: jax.Array,
-        state: LESState,
-        params: LESParams,
-    ) -> tuple[LESState, dict]:
-        """Update from fitness (**lower is better**); returns ``(state, metrics)``."""
-        del key
-        pop = jax.vmap(self._ravel)(population)
-        new = les_tell(pop, fitness, state, params)
-        metrics = {
-            "best_fitness": new.best_fitness,
-            "best_fitness_in_generation": jnp.min(fitness),
-            "generation_counter": state.generation_counter,
-        }
-        return new, metrics
-
-    def get_mean(self, state: LESState) -> Any:
-        """Mean of the search distribution as a solution pytree."""
-        return self._unravel(state.mean)
+    def _tell(self, key, population, fitness, state: LESState, params: LESParams) -> LESState:
+        return les_update(population, fitness, state, params)

@@ -19,25 +19,40 @@ weights ``theta`` live in the traced ``net`` field of :class:`LGAParams` (fitnes
   parent", and each parent slot samples ``j ~ Categorical(softmax([S_e, 1]))``: child ``j``
   replaces the parent (age reset to 0), or the parent is kept (age + 1).
 
-evosax compatibility (``evosax.algorithms.LearnedGA``, 0.3.2): same ``init(key, population,
-fitness, params)``, ``ask``, ``tell`` signatures and outputs. With evosax's weights converted
-by :func:`metalab.bbo.weights.lga_from_evosax` the same keys give the same samples and
-selections. Feature-contract details: the *improvement* feature compares with a separate
-"shaped" best fitness that ``init`` does **not** set (it starts at +inf, so the flag is all ones
-in the first ``ask``); the mutation ``norm(sigma)`` feature carries an offset of ``+2`` for
-evosax's default (2023) checkpoints (``legacy_sigma_feature=True``) and ``0`` for weights
-passed explicitly to evosax and for metalab's own weights. The replacement uses a gather where
-evosax multiplies by a one-hot matrix: identical for finite values, and O(N D) not O(N^2 D).
+evosax compatibility (``evosax.algorithms.LearnedGA``, 0.3.2): :class:`LGA` subclasses evosax's
+``PopulationBasedAlgorithm`` (same ``init(key, population, fitness, params)``, ``ask``, ``tell``
+and metrics); :func:`metalab.bbo.init_state` starts it from a mean like an ES. With evosax's
+weights converted by :func:`metalab.bbo.weights.lga_from_evosax` the same keys give the same
+samples and selections. Feature-contract details: the *improvement* feature compares with a
+separate "shaped" best fitness that ``init`` does **not** set (it starts at +inf, so the flag is
+all ones in the first ``ask``); the mutation ``norm(sigma)`` feature carries an offset of ``+2``
+for evosax's default (2023) checkpoints (``legacy_sigma_feature=True``) and ``0`` for weights
+passed explicitly to evosax and for metalab's own weights. Weights from ``load_weights("evosax-
+lga", num_dims=D)`` carry their offset (a ``sigma_offset`` leaf). The replacement uses a gather
+where evosax multiplies by a one-hot matrix: identical for finite values, and O(N D) not O(N^2
+D).
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
+from evosax.algorithms.population_based.base import (
+    Params as _Params,
+)
+from evosax.algorithms.population_based.base import (
+    State as _State,
+)
+from evosax.algorithms.population_based.base import (
+    metrics_fn as _metrics_fn,
+)
+from evosax.core.fitness_shaping import identity_fitness_shaping_fn
+from flax import struct
 
+from metalab.bbo.base import PopulationBasedAlgorithm, as_solution, check_population_size
 from metalab.bbo.features import (
     dense,
     fitness_features,
@@ -52,7 +67,8 @@ from metalab.bbo.features import (
 HEADS, FEATURES = 2, 16
 
 
-class LGAParams(NamedTuple):
+@struct.dataclass
+class LGAParams(_Params):
     """Traced LGA parameters: initial mutation std, crossover rate (unused, 0) and weights."""
 
     std_init: jax.Array
@@ -60,22 +76,18 @@ class LGAParams(NamedTuple):
     net: dict
 
 
-class LGAState(NamedTuple):
-    """LGA state: the parent archive and bookkeeping."""
+@struct.dataclass
+class LGAState(_State):
+    """LGA state: evosax's archive fields (``population``, ``fitness``, best, counter) plus:"""
 
-    population: jax.Array  # (E, D) parents
-    fitness: jax.Array  # (E,)
     std: jax.Array  # (E,) parents' mutation strengths
     age: jax.Array  # (E,) generations survived
     std_C: jax.Array  # (N,) children's mutation strengths (set by ask)
     best_fitness_shaped: jax.Array  # () best fitness of the archive, used by the features
-    best_solution: jax.Array  # (D,)
-    best_fitness: jax.Array  # ()
-    generation_counter: jax.Array  # ()
 
 
 def init_lga_net(key: jax.Array) -> dict:
-    """Random LGA weights (~1,500 numbers)."""
+    """Random LGA weights (1,906 numbers)."""
     ks = jax.random.split(key, 7)
     return {
         "sampling": {
@@ -100,15 +112,15 @@ def lga_init(population: jax.Array, fitness: jax.Array, params: LGAParams) -> LG
     f = jnp.where(jnp.isnan(fitness), jnp.inf, fitness)
     i = jnp.argmin(f)
     return LGAState(
+        best_solution=population[i],
+        best_fitness=f[i],
+        generation_counter=jnp.asarray(0, jnp.int32),
         population=population,
         fitness=fitness,
         std=jnp.full((n,), params.std_init, population.dtype),
         age=jnp.zeros((n,), population.dtype),
         std_C=jnp.zeros((n,), population.dtype),
         best_fitness_shaped=jnp.asarray(jnp.inf, population.dtype),
-        best_solution=population[i],
-        best_fitness=f[i],
-        generation_counter=jnp.asarray(0, jnp.int32),
     )
 
 
@@ -131,6 +143,8 @@ def lga_ask(
     idx = jax.random.choice(key_idx, state.fitness.shape[0], (population_size,), p=p)
     x_c, f_c, std_c = state.population[idx], state.fitness[idx], state.std[idx]
     sig = std_c[:, None]
+    # weights converted from evosax's legacy checkpoints carry their own offset
+    sigma_offset = net.get("sigma_offset", sigma_offset)
     feats = jnp.concatenate(
         [
             fitness_features(f_c, state.best_fitness_shaped),
@@ -142,20 +156,21 @@ def lga_ask(
     m = multihead_attention(net["mutation"]["att"], feats, feats)
     std_c = std_c * jnp.exp(0.5 * dense(net["mutation"]["log_var"], m)[:, 0])
     eps = jax.random.normal(key_eps, (population_size, state.population.shape[1]))
-    return x_c + std_c[:, None] * eps, state._replace(std_C=std_c)
+    return x_c + std_c[:, None] * eps, state.replace(std_C=std_c)
 
 
-def lga_tell(
+def lga_update(
     key: jax.Array,
     population: jax.Array,
     fitness: jax.Array,
     state: LGAState,
     params: LGAParams,
 ) -> LGAState:
-    """Learned selection of children into parent slots (keep-parent option); minimisation."""
+    """Learned selection of children into parent slots (keep-parent option); minimisation.
+
+    Updates the archive of parents only (not the best-so-far or the counter)."""
     net = params.net
     n = population.shape[0]
-    best_x, best_f = update_best(population, fitness, state.best_solution, state.best_fitness)
     feats = fitness_features(jnp.concatenate([fitness, state.fitness]), state.best_fitness_shaped)
     f_x, f_e = feats[:n], feats[n:]
     a = multihead_attention(net["selection"]["cross"], f_e, f_x)
@@ -170,28 +185,45 @@ def lga_tell(
     new_std = jnp.where(keep, state.std, state.std_C[jc])
     new_age = jnp.where(keep, state.age + 1, 0.0)
     _, best_shaped = update_best(new_pop, new_fit, new_pop[0], state.best_fitness_shaped)
-    return LGAState(
+    return state.replace(
         population=new_pop,
         fitness=new_fit,
         std=new_std,
         age=new_age,
-        std_C=state.std_C,
         best_fitness_shaped=best_shaped,
-        best_solution=best_x,
-        best_fitness=best_f,
-        generation_counter=state.generation_counter + 1,
     )
 
 
-class LGA:
-    """evosax-style object API around :func:`lga_ask` / :func:`lga_tell` (minimisation).
+def lga_tell(
+    key: jax.Array,
+    population: jax.Array,
+    fitness: jax.Array,
+    state: LGAState,
+    params: LGAParams,
+) -> LGAState:
+    """One full LGA tell (archive of the best, learned selection, counter)."""
+    best_x, best_f = update_best(population, fitness, state.best_solution, state.best_fitness)
+    new = lga_update(key, population, fitness, state, params)
+    return new.replace(
+        best_solution=best_x, best_fitness=best_f, generation_counter=state.generation_counter + 1
+    )
+
+
+class LGA(PopulationBasedAlgorithm):
+    """Learned Genetic Algorithm on evosax's population-based base (minimisation).
+
+    ``init(key, population, fitness, params)`` takes an evaluated population, as evosax's
+    ``LearnedGA``; :func:`metalab.bbo.init_state` starts it from a mean instead.
 
     Args:
       population_size: N children per generation (also the number of parents).
       solution: a template solution pytree (or an int D).
-      weights: the ``net`` pytree; ``None`` loads metalab's shipped meta-trained weights.
+      weights: the ``net`` pytree; ``None`` loads metalab's shipped meta-trained weights
+        (``load_weights("evosax-lga", num_dims=D)`` gives the checkpoint evosax would use,
+        with its legacy sigma-feature offset).
       legacy_sigma_feature: add ``+2`` to the range-normalised sigma feature, the contract of
-        evosax's default 2023 checkpoints (use True with ``evosax_weights("lga")``).
+        evosax's default 2023 checkpoints, for weights that do not carry ``sigma_offset``.
+      fitness_shaping_fn, metrics_fn: as in evosax.
     """
 
     def __init__(
@@ -200,14 +232,11 @@ class LGA:
         solution: Any,
         weights: dict | None = None,
         legacy_sigma_feature: bool = False,
+        fitness_shaping_fn: Callable = identity_fitness_shaping_fn,
+        metrics_fn: Callable = _metrics_fn,
     ):
-        if int(population_size) < 2:
-            raise ValueError(f"population_size must be >= 2, got {population_size}")
-        if isinstance(solution, int):
-            solution = jnp.zeros((solution,))
-        flat, self._unravel = ravel_pytree(solution)
-        self.population_size = int(population_size)
-        self.num_dims = int(flat.size)
+        n = check_population_size(population_size)
+        super().__init__(n, as_solution(solution), fitness_shaping_fn, metrics_fn)
         if weights is None:
             from metalab.bbo.weights import load_weights
 
@@ -216,49 +245,26 @@ class LGA:
         self.sigma_offset = 2.0 if legacy_sigma_feature else 0.0
 
     @property
-    def default_params(self) -> LGAParams:
+    def _default_params(self) -> LGAParams:
         """``std_init = 1``, ``crossover_rate = 0`` and the constructor's weights."""
         return LGAParams(jnp.float32(1.0), jnp.float32(0.0), self.weights)
 
-    def _ravel(self, x: Any) -> jax.Array:
-        return ravel_pytree(x)[0]
+    def _init(self, key: jax.Array, params: LGAParams) -> LGAState:
+        n, d = self.population_size, self.num_dims
+        return LGAState(
+            best_solution=jnp.full((d,), jnp.nan),
+            best_fitness=jnp.asarray(jnp.inf, jnp.float32),
+            generation_counter=jnp.asarray(0, jnp.int32),
+            population=jnp.full((n, d), jnp.nan),
+            fitness=jnp.full((n,), jnp.inf),
+            std=jnp.full((n,), params.std_init, jnp.float32),
+            age=jnp.zeros((n,)),
+            std_C=jnp.zeros((n,)),
+            best_fitness_shaped=jnp.asarray(jnp.inf, jnp.float32),
+        )
 
-    def init(
-        self, key: jax.Array, population: Any, fitness: jax.Array, params: LGAParams
-    ) -> LGAState:
-        """Initial state from an evaluated population (``key`` unused)."""
-        del key
-        pop = jax.vmap(self._ravel)(population)
-        if pop.shape[0] != self.population_size:
-            raise ValueError(
-                f"population must have population_size={self.population_size} rows, "
-                f"got {pop.shape[0]}"
-            )
-        return lga_init(pop, fitness, params)
+    def _ask(self, key: jax.Array, state: LGAState, params: LGAParams):
+        return lga_ask(key, state, params, self.population_size, self.sigma_offset)
 
-    def ask(self, key: jax.Array, state: LGAState, params: LGAParams) -> tuple[Any, LGAState]:
-        """Sample children; returns ``(population, state)``."""
-        pop, state = lga_ask(key, state, params, self.population_size, self.sigma_offset)
-        return jax.vmap(self._unravel)(pop), state
-
-    def tell(
-        self,
-        key: jax.Array,
-        population: Any,
-        fitness: jax.Array,
-        state: LGAState,
-        params: LGAParams,
-    ) -> tuple[LGAState, dict]:
-        """Select children into the archive; fitness **lower is better**."""
-        pop = jax.vmap(self._ravel)(population)
-        new = lga_tell(key, pop, fitness, state, params)
-        metrics = {
-            "best_fitness": new.best_fitness,
-            "best_fitness_in_generation": jnp.min(fitness),
-            "generation_counter": state.generation_counter,
-        }
-        return new, metrics
-
-    def get_best_solution(self, state: LGAState) -> Any:
-        """The best parent in the archive."""
-        return self._unravel(state.population[jnp.argmin(state.fitness)])
+    def _tell(self, key, population, fitness, state: LGAState, params: LGAParams) -> LGAState:
+        return lga_update(key, population, fitness, state, params)

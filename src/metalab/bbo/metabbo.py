@@ -1,4 +1,4 @@
-"""MetaBBO: meta-training learned optimisers (LES, LGA) by evolution over BBOB tasks.
+"""MetaBBO: meta-training learned optimisers (LES, LGA) by evolution over a BBOB task distribution.
 
 Lange et al. (2023), *Discovering Evolution Strategies via Meta-Black-Box Optimization*
 (ICLR 2023, arXiv:2211.11260) and *Discovering Attention-Based Genetic Algorithms via
@@ -9,27 +9,33 @@ One meta-generation:
 1. the outer optimiser proposes ``M`` candidate weight vectors ``theta_1..theta_M``
    (OpenAI-ES from evosax with centred-rank shaping and Adam; or, in the self-referential
    mode, metalab's LES whose own weights are the current meta-mean);
-2. ``J`` tasks per training function are sampled (D in [min_dims, max_dims], random optimum
-   and optimal value, random rotations, noise model, initial mean and sigma0 range); every
-   candidate sees the **same** tasks and the **same** inner keys (shared randomness, so the
-   comparison between candidates is paired);
+2. a **size** ``(D range, N, T, K)`` is drawn from ``config.sizes`` (every size once per
+   epoch, in a seeded random order), and ``K`` tasks are sampled: a training BBOB function,
+   D in the size's range (held-out evaluation dimensions ``exclude_dims`` are never used),
+   random optimum and optimal value, random rotations, a noise model, initial mean and
+   sigma0. Every candidate sees the **same** tasks and the **same** inner keys (paired);
 3. each candidate's optimiser runs ``T`` generations with population ``N`` on each task and
-   scores the *final generation's best fitness* ``f_mj`` (lower is better);
-4. per task, scores are z-scored across candidates, ``z_mj = (f_mj - mean_m f) / std_m f``, and
-   the meta-fitness of candidate ``m`` is ``median_j z_mj`` (minimised);
+   scores the *final generation's best fitness* ``f_mk`` (lower is better);
+4. fitness normalisation: per task, scores are z-scored across the ``M`` candidates,
+   ``z_mk = (f_mk - mean_m f) / std_m f``, so tasks of any size, scale or optimal value weigh
+   the same; the meta-fitness of candidate ``m`` is ``median_k z_mk`` (minimised);
 5. the outer optimiser is told the meta-fitness; afterwards the meta-mean decays,
-   ``mu <- (1 - lambda) mu`` (meta-mean decay, a weight-decay regulariser).
+   ``mu <- (1 - lambda) mu`` toward zero, or toward the initial weights when they were
+   warm-started (``init="evosax"``).
 
-Tasks are grouped by function: a ``lax.scan`` over functions with a scalar function index keeps
-``lax.switch`` a real branch (``vmap`` over a batched switch would evaluate every function).
+The per-size cost is kept in check by the size table: large D/N/T combinations get fewer tasks
+``K`` and are paired with short horizons or small populations (see :data:`WIDE_SIZES`).
 
-The meta-mean is also evaluated every generation as an extra, non-updating candidate, which
-gives a learning curve (its z-score against the population, and its median log10 regret).
+Probes (evaluated every generation on the same tasks, not told to the outer optimiser): the
+meta-mean and the initial weights. The curve records the meta-mean's z-score against the
+population, its median log10 regret, and the fraction of tasks on which it beats the initial
+weights (``win_vs_init``).
 
-Checkpoints: ``<out>/checkpoint.npz`` (outer state leaves, history, generation) and
-``<out>/config.json``; re-running with the same config resumes. The final weights are written
-with :func:`metalab.bbo.weights.save_weights` (``.npz`` + ``.json`` record with config and wall
-time). Run ``python -m metalab.bbo.metabbo --help``.
+Candidates are evaluated by an *executor*: ``local`` (one jitted call) or ``ray`` (candidates
+split across Ray actors; every actor sees the same tasks and keys, so results are identical to
+``local``). Checkpoints: ``<out>/checkpoint.npz`` and ``<out>/config.json``; re-running with
+the same config resumes. ``--time-budget`` stops cleanly and writes the weights so far.
+Run ``python -m metalab.bbo.metabbo --help``.
 """
 
 from __future__ import annotations
@@ -57,7 +63,24 @@ from metalab.bbo.problems import (
     rollout,
     sample_task,
 )
-from metalab.bbo.weights import save_weights
+from metalab.bbo.weights import evosax_weights, fold_sigma_offset, save_weights
+
+# (min_dims, max_dims, population N, generations T, tasks K). Covers D 2-96, N 8-256,
+# T 25-400 while avoiding the held-out evaluation sizes (D 20/50/100 via exclude_dims,
+# N 32/64/128, T 100/500); K shrinks as N * T * D grows.
+WIDE_SIZES: tuple[tuple[int, int, int, int, int], ...] = (
+    (2, 8, 8, 25, 16),
+    (2, 10, 16, 50, 16),
+    (3, 16, 24, 150, 8),
+    (2, 12, 256, 25, 6),
+    (8, 30, 48, 75, 8),
+    (10, 40, 16, 250, 6),
+    (20, 60, 96, 40, 4),
+    (30, 96, 192, 25, 3),
+    (40, 96, 24, 150, 3),
+    (10, 30, 12, 400, 4),
+)
+HELD_OUT_DIMS = (20, 50, 100)
 
 
 @dataclass(frozen=True)
@@ -66,98 +89,197 @@ class MetaBBOConfig:
 
     optimiser: str = "les"  # "les" or "lga": what is meta-trained
     outer: str = "openes"  # "openes" (evosax OpenAI-ES) or "self" (LES as its own outer loop)
+    init: str = "random"  # "random" or "evosax" (warm start from evosax's shipped weights)
     train_fns: tuple[str, ...] = LES_TRAIN_FNS
-    tasks_per_fn: int = 2
-    min_dims: int = 2
-    max_dims: int = 10
-    population_size: int = 16
-    generations: int = 50
+    sizes: tuple[tuple[int, int, int, int, int], ...] = WIDE_SIZES
+    exclude_dims: tuple[int, ...] = HELD_OUT_DIMS
     sigma_range: tuple[float, float] = (0.5, 2.0)
     init_range: float = 2.0
     noise_models: tuple[str, ...] = ("noiseless", "gaussian", "additive")
-    meta_population: int = 32
+    meta_population: int = 16
     meta_generations: int = 300
     meta_lr: float = 0.03
     meta_sigma: float = 0.1
     meta_mean_decay: float = 0.005
     seed: int = 0
-    checkpoint_every: int = 10
+    checkpoint_every: int = 5
 
     def __post_init__(self) -> None:
         if self.optimiser not in ("les", "lga"):
             raise ValueError(f"optimiser must be 'les' or 'lga', got {self.optimiser!r}")
         if self.outer not in ("openes", "self"):
             raise ValueError(f"outer must be 'openes' or 'self', got {self.outer!r}")
+        if self.init not in ("random", "evosax"):
+            raise ValueError(f"init must be 'random' or 'evosax', got {self.init!r}")
         if self.outer == "self" and self.optimiser != "les":
             raise ValueError("outer='self' (self-referential) requires optimiser='les'")
         if self.meta_population < 2 or self.meta_population % 2:
             raise ValueError(f"meta_population must be even and >= 2, got {self.meta_population}")
-        if not 1 <= self.min_dims <= self.max_dims:
-            raise ValueError(
-                f"need 1 <= min_dims <= max_dims, got {self.min_dims}, {self.max_dims}"
-            )
+        if not self.sizes:
+            raise ValueError("sizes must list at least one (min_dims, max_dims, N, T, K)")
+        for s in self.sizes:
+            if len(s) != 5 or not 1 <= s[0] <= s[1] or min(s[2:]) < 1 or s[2] < 2:
+                raise ValueError(f"bad size {s}: need (min_dims<=max_dims, N>=2, T>=1, K>=1)")
         check_fn_names(self.train_fns)
 
 
 def init_net(config: MetaBBOConfig) -> dict:
-    """Random initial weights of the optimiser being meta-trained."""
+    """Initial weights of the optimiser being meta-trained (random or evosax's)."""
+    if config.init == "evosax":
+        return fold_sigma_offset(evosax_weights(config.optimiser, num_dims=10))
     key = jax.random.PRNGKey(config.seed)
     return init_les_net(key) if config.optimiser == "les" else init_lga_net(key)
 
 
-def make_inner_optimiser(config: MetaBBOConfig, net: dict) -> tuple[Any, Any]:
+def make_inner_optimiser(optimiser: str, population_size: int, num_dims: int) -> tuple[Any, Any]:
     """The inner optimiser object and its params builder ``(net, sigma0) -> params``."""
-    n, d = config.population_size, config.max_dims
-    if config.optimiser == "les":
-        return LES(n, d, weights=net), lambda w, s: LESParams(s, w)
-    return LGA(n, d, weights=net), lambda w, s: LGAParams(s, jnp.float32(0.0), w)
+    if optimiser == "les":
+        return LES(population_size, num_dims, weights={}), lambda w, s: LESParams(s, w)
+    lga = LGA(population_size, num_dims, weights={})
+    return lga, lambda w, s: LGAParams(s, jnp.float32(0.0), w)
 
 
-def make_evaluate_candidates(config: MetaBBOConfig, unravel) -> Any:
-    """``evaluate(thetas (M, P), key) -> (final-gen best fitness (F, J, M), regret (F, J, M))``."""
-    algo, make_params = make_inner_optimiser(config, {})  # weights come via params
+def size_order(config: MetaBBOConfig, generation: int) -> int:
+    """Index into ``config.sizes`` for a meta-generation: each size once per epoch."""
+    n = len(config.sizes)
+    perm = np.random.default_rng([config.seed, generation // n]).permutation(n)
+    return int(perm[generation % n])
+
+
+def make_size_evaluator(config: MetaBBOConfig, size: tuple[int, ...], unravel) -> Any:
+    """Jitted ``evaluate(thetas (M, P), key) -> (final best fitness (K, M), regret (K, M))``."""
+    min_d, max_d, n, t, k = size
+    algo, make_params = make_inner_optimiser(config.optimiser, n, max_d)
     evaluate = make_evaluate(config.train_fns, config.noise_models)
-    n_fns, n_tasks = len(config.train_fns), config.tasks_per_fn
+    n_fns = len(config.train_fns)
 
     def run_one(theta, fn_index, task, key):
         params = make_params(unravel(theta), task.sigma0)
-        fit = lambda x, k: evaluate(fn_index, task, x[:, : config.max_dims], k)
-        out = rollout(algo, params, fit, key, task.mean0, task.sigma0, config.generations)
+        fit = lambda x, kk: evaluate(fn_index, task, x, kk)
+        out = rollout(algo, params, fit, key, task.mean0, task.sigma0, t)
         return out.gen_best_fitness[-1], out.best_regret[-1]
 
-    def evaluate_candidates(thetas: jax.Array, key: jax.Array):
-        k_task, k_run = jax.random.split(key)
-        task_keys = jax.random.split(k_task, n_fns * n_tasks).reshape(n_fns, n_tasks, -1)
-        run_keys = jax.random.split(k_run, n_fns * n_tasks).reshape(n_fns, n_tasks, -1)
-        sample = lambda k: sample_task(
-            k,
-            config.max_dims,
-            config.min_dims,
+    def sample(key):
+        return sample_task(
+            key,
+            max_d,
+            min_d,
             config.noise_models,
             config.sigma_range,
             config.init_range,
+            exclude_dims=config.exclude_dims,
         )
-        tasks = jax.vmap(jax.vmap(sample))(task_keys)
 
-        def one_function(_, xs):
-            fn_index, tasks_f, keys_f = xs
-            per_task = lambda task, k: jax.vmap(lambda th: run_one(th, fn_index, task, k))(thetas)
-            return None, jax.vmap(per_task)(tasks_f, keys_f)  # (J, M) each
+    @jax.jit
+    def evaluate_candidates(thetas: jax.Array, key: jax.Array):
+        k_fn, k_task, k_run = jax.random.split(key, 3)
+        fn_idx = jax.random.randint(k_fn, (k,), 0, n_fns)
+        tasks = jax.vmap(sample)(jax.random.split(k_task, k))
 
-        _, (fit, regret) = jax.lax.scan(one_function, None, (jnp.arange(n_fns), tasks, run_keys))
+        def one_task(_, xs):
+            fi, task, kr = xs
+            return None, jax.vmap(lambda th: run_one(th, fi, task, kr))(thetas)
+
+        _, (fit, regret) = jax.lax.scan(one_task, None, (fn_idx, tasks, jax.random.split(k_run, k)))
         return fit, regret
 
-    return algo, evaluate_candidates
+    return evaluate_candidates
 
 
-def meta_fitness(final_fitness: jax.Array) -> jax.Array:
-    """Median over tasks of the per-task z-score across candidates; ``(..., M) -> (M,)``.
+_EVALUATORS: dict[tuple, Any] = {}
 
-    Lower is better. Non-finite scores are replaced by a large value before z-scoring.
+
+def _task_key(config: MetaBBOConfig) -> tuple:
+    """The config fields an evaluator depends on (not the outer loop or the run length)."""
+    return (
+        config.optimiser,
+        config.init,
+        config.train_fns,
+        config.exclude_dims,
+        config.sigma_range,
+        config.init_range,
+        config.noise_models,
+    )
+
+
+class LocalExecutor:
+    """Evaluates all candidates in this process (one compiled function per size, cached)."""
+
+    def __init__(self, config: MetaBBOConfig) -> None:
+        self.config = config
+        _, self.unravel = ravel_pytree(init_net(config))
+
+    def __call__(self, size_index: int, thetas: np.ndarray, key: np.ndarray):
+        size = self.config.sizes[size_index]
+        k = (*_task_key(self.config), size)
+        if k not in _EVALUATORS:
+            _EVALUATORS[k] = make_size_evaluator(self.config, size, self.unravel)
+        fit, regret = _EVALUATORS[k](jnp.asarray(thetas), jnp.asarray(key))
+        return np.asarray(fit), np.asarray(regret)
+
+    def close(self) -> None:
+        pass
+
+
+class _RayWorker:
+    """A Ray actor holding its own compiled evaluators (built from the config dict)."""
+
+    def __init__(self, config_dict: dict) -> None:
+        self.local = LocalExecutor(config_from_dict(config_dict))
+
+    def evaluate(self, size_index: int, thetas: np.ndarray, key: np.ndarray):
+        return self.local(size_index, thetas, key)
+
+
+class RayExecutor:
+    """Splits the candidates across ``workers`` Ray actors (one CPU each).
+
+    Every actor gets the same key, hence the same tasks and inner keys, so the result equals
+    :class:`LocalExecutor`'s up to float rounding. ``address=None`` starts a local Ray instance
+    with ``workers`` CPUs; pass ``"auto"`` or ``ray://host:port`` to use a cluster.
+    """
+
+    def __init__(self, config: MetaBBOConfig, workers: int = 2, address: str | None = None):
+        import ray
+
+        if not ray.is_initialized():
+            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address is None:
+                kw["num_cpus"] = workers
+            ray.init(address=address, **kw)
+        self._ray = ray
+        actor = ray.remote(num_cpus=1)(_RayWorker)
+        self.actors = [actor.remote(_config_dict(config)) for _ in range(workers)]
+
+    def __call__(self, size_index: int, thetas: np.ndarray, key: np.ndarray):
+        chunks = np.array_split(np.asarray(thetas), len(self.actors))
+        refs = [
+            a.evaluate.remote(size_index, c, np.asarray(key))
+            for a, c in zip(self.actors, chunks, strict=True)
+            if len(c)
+        ]
+        outs = self._ray.get(refs)
+        return (
+            np.concatenate([o[0] for o in outs], axis=-1),
+            np.concatenate([o[1] for o in outs], axis=-1),
+        )
+
+    def close(self) -> None:
+        for a in self.actors:
+            self._ray.kill(a)
+
+
+def meta_fitness(final_fitness: jax.Array, n_scored: int | None = None) -> jax.Array:
+    """Median over tasks of per-task z-scores; ``(..., M') -> (M',)``, lower is better.
+
+    The mean and std of each task are taken over the first ``n_scored`` candidates (the
+    population; later columns are probes scored against it). Non-finite scores are replaced
+    by a large value first.
     """
     f = jnp.nan_to_num(final_fitness.reshape(-1, final_fitness.shape[-1]), nan=1e30, posinf=1e30)
     f = jnp.clip(f, -1e30, 1e30)
-    z = (f - f.mean(axis=1, keepdims=True)) / (f.std(axis=1, keepdims=True) + 1e-8)
+    pop = f if n_scored is None else f[:, :n_scored]
+    z = (f - pop.mean(axis=1, keepdims=True)) / (pop.std(axis=1, keepdims=True) + 1e-8)
     return jnp.median(z, axis=0)
 
 
@@ -185,23 +307,10 @@ def _with_mean(state: Any, mean: jax.Array) -> Any:
     return state.replace(mean=mean)
 
 
-_STEP_CACHE: dict[MetaBBOConfig, tuple[Any, Any, Any]] = {}
-
-
-def cached_meta_step(config: MetaBBOConfig) -> tuple[Any, Any, Any, Any]:
-    """``(theta0, unravel, outer, outer_params, step)`` reusing a compiled step when only the
-    run length or checkpoint period differ (e.g. resuming a longer run)."""
-    theta0, unravel = ravel_pytree(init_net(config))
-    key = dataclasses.replace(config, meta_generations=0, checkpoint_every=1)
-    if key not in _STEP_CACHE:
-        _STEP_CACHE[key] = make_meta_step(config, theta0, unravel)
-    return (theta0, unravel, *_STEP_CACHE[key])
-
-
-def make_meta_step(config: MetaBBOConfig, theta0: jax.Array, unravel) -> tuple[Any, Any, Any]:
-    """Build ``(outer, outer_params, step)``; ``step(state, key) -> (state, stats)`` is jitted."""
+def make_outer_steps(config: MetaBBOConfig, theta0: jax.Array, unravel) -> tuple[Any, ...]:
+    """``(outer, outer_params, ask, tell)``: jitted outer ask and tell (with the mean decay)."""
     outer, outer_params = make_outer(config, theta0)
-    _, evaluate_candidates = make_evaluate_candidates(config, unravel)
+    anchor = theta0 if config.init == "evosax" else jnp.zeros_like(theta0)
 
     def params_for(state):
         if config.outer == "self":
@@ -209,29 +318,59 @@ def make_meta_step(config: MetaBBOConfig, theta0: jax.Array, unravel) -> tuple[A
         return outer_params
 
     @jax.jit
-    def step(state, key):
-        k_ask, k_eval, k_tell = jax.random.split(key, 3)
-        p = params_for(state)
-        thetas, state = outer.ask(k_ask, state, p)
-        cands = jnp.concatenate([thetas, state.mean[None]], axis=0)  # last = meta-mean probe
-        fit, regret = evaluate_candidates(cands, k_eval)
-        scores = meta_fitness(fit)
-        state, _ = outer.tell(k_tell, thetas, scores[:-1], state, p)
-        state = _with_mean(state, (1.0 - config.meta_mean_decay) * state.mean)
-        log_regret = jnp.log10(jnp.maximum(regret, 1e-8))
-        stats = {
-            "mean_z": scores[-1],
-            "best_z": jnp.min(scores[:-1]),
-            "mean_log_regret": jnp.median(log_regret[..., -1]),
-            "pop_log_regret": jnp.median(log_regret[..., :-1]),
-        }
-        return state, stats
+    def ask(state, key):
+        thetas, state = outer.ask(key, state, params_for(state))
+        return thetas, state
 
-    return outer, outer_params, step
+    @jax.jit
+    def tell(state, thetas, scores, key):
+        state, _ = outer.tell(key, thetas, scores, state, params_for(state))
+        mean = anchor + (1.0 - config.meta_mean_decay) * (state.mean - anchor)
+        return _with_mean(state, mean)
+
+    return outer, outer_params, ask, tell
 
 
 def _config_dict(config: MetaBBOConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def config_from_dict(d: dict) -> MetaBBOConfig:
+    """Inverse of the JSON record (lists back to tuples)."""
+    tup = lambda v: tuple(tup(x) for x in v) if isinstance(v, list) else v
+    return MetaBBOConfig(**{k: tup(v) for k, v in d.items()})
+
+
+def meta_generation(
+    config: MetaBBOConfig,
+    state: Any,
+    generation: int,
+    ask: Any,
+    tell: Any,
+    executor: Any,
+    theta0: jax.Array,
+) -> tuple[Any, dict[str, float]]:
+    """One meta-generation (ask, evaluate on one sampled size, tell); returns stats."""
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 2), generation)
+    k_ask, k_eval, k_tell = jax.random.split(key, 3)
+    thetas, state = ask(state, k_ask)
+    m = thetas.shape[0]
+    cands = jnp.concatenate([thetas, state.mean[None], theta0[None]], axis=0)
+    size_index = size_order(config, generation)
+    fit, regret = executor(size_index, np.asarray(cands), np.asarray(k_eval))
+    scores = meta_fitness(jnp.asarray(fit), n_scored=m)
+    state = tell(state, thetas, scores[:m], k_tell)
+    log_regret = np.log10(np.maximum(regret, 1e-8))
+    stats = {
+        "size_index": float(size_index),
+        "mean_z": float(scores[m]),
+        "init_z": float(scores[m + 1]),
+        "best_z": float(jnp.min(scores[:m])),
+        "mean_log_regret": float(np.median(log_regret[:, m])),
+        "init_log_regret": float(np.median(log_regret[:, m + 1])),
+        "win_vs_init": float(np.mean(fit[:, m] < fit[:, m + 1])),
+    }
+    return state, stats
 
 
 def train(
@@ -240,6 +379,8 @@ def train(
     resume: bool = True,
     progress: bool = True,
     weights_name: str | None = None,
+    executor: Any = None,
+    time_budget: float | None = None,
 ) -> tuple[dict, dict]:
     """Meta-train and return ``(net, record)``; writes checkpoints and the final weights.
 
@@ -249,10 +390,15 @@ def train(
       resume: continue from ``out_dir/checkpoint.npz`` if its config matches.
       progress: show a rich progress bar.
       weights_name: file stem of the final weights (default ``<optimiser>_metalab``).
+      executor: ``LocalExecutor`` (default) or ``RayExecutor``.
+      time_budget: stop after this many seconds of this call (weights are still written,
+        the record says how many meta-generations were completed).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    theta0, unravel, outer, outer_params, step = cached_meta_step(config)
+    theta0, unravel = ravel_pytree(init_net(config))
+    outer, outer_params, ask, tell = make_outer_steps(config, theta0, unravel)
+    executor = executor if executor is not None else LocalExecutor(config)
     state = outer.init(jax.random.PRNGKey(config.seed + 1), theta0, outer_params)
     leaves, treedef = jax.tree.flatten(state)
     history: dict[str, list[float]] = {}
@@ -287,8 +433,6 @@ def train(
         tmp.replace(ckpt)
 
     t0 = time.time()
-    key = jax.random.PRNGKey(config.seed + 2)
-    gens = range(start_gen, config.meta_generations)
     bar = None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -302,17 +446,30 @@ def train(
         )
         bar.start()
         task = bar.add_task("meta", total=config.meta_generations, completed=start_gen, info="")
+    done = start_gen
     try:
-        for g in gens:
-            state, stats = step(state, jax.random.fold_in(key, g))
+        for g in range(start_gen, config.meta_generations):
+            state, stats = meta_generation(config, state, g, ask, tell, executor, theta0)
+            stats["wall_s"] = prior_wall + time.time() - t0
             for k, v in stats.items():
                 history.setdefault(k, []).append(float(v))
+            done = g + 1
             if bar is not None:
                 bar.update(
-                    task, advance=1, info=f"mean log10 regret {float(stats['mean_log_regret']):.2f}"
+                    task,
+                    advance=1,
+                    info=f"size {int(stats['size_index'])} z {stats['mean_z']:.2f} "
+                    f"win/init {stats['win_vs_init']:.2f}",
                 )
-            if (g + 1) % config.checkpoint_every == 0 or g + 1 == config.meta_generations:
-                save(g + 1, prior_wall + time.time() - t0)
+            out_of_time = time_budget is not None and time.time() - t0 > time_budget
+            if (
+                done % config.checkpoint_every == 0
+                or done == config.meta_generations
+                or (out_of_time)
+            ):
+                save(done, prior_wall + time.time() - t0)
+            if out_of_time:
+                break
     finally:
         if bar is not None:
             bar.stop()
@@ -325,7 +482,7 @@ def train(
         "jax_version": jax.__version__,
         "device": str(jax.devices()[0]),
         "n_params": int(theta0.size),
-        "generations_completed": config.meta_generations,
+        "generations_completed": done,
         "history": history,
     }
     save_weights(out / (weights_name or f"{config.optimiser}_metalab"), net, record)
@@ -333,15 +490,9 @@ def train(
 
 
 def export(out_dir: str | Path, dest: str | Path, note: str = "") -> dict:
-    """Write the meta-mean of ``out_dir``'s latest checkpoint as weights to ``dest``.
-
-    Used when a run is stopped before ``meta_generations`` (the record says how many
-    generations were completed and the wall time so far).
-    """
+    """Write the meta-mean of ``out_dir``'s latest checkpoint as weights to ``dest``."""
     out = Path(out_dir)
-    cfg_dict = json.loads((out / "config.json").read_text())
-    cfg_dict = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()}
-    config = MetaBBOConfig(**cfg_dict)
+    config = config_from_dict(json.loads((out / "config.json").read_text()))
     theta0, unravel = ravel_pytree(init_net(config))
     outer, outer_params = make_outer(config, theta0)
     state = outer.init(jax.random.PRNGKey(config.seed + 1), theta0, outer_params)
@@ -369,30 +520,45 @@ def export(out_dir: str | Path, dest: str | Path, note: str = "") -> dict:
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m metalab.bbo.metabbo --optimiser les --out DIR``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    defaults = MetaBBOConfig()
+    d = MetaBBOConfig()
     ap.add_argument("--optimiser", choices=("les", "lga"), default="les")
     ap.add_argument("--outer", choices=("openes", "self"), default="openes")
+    ap.add_argument("--init", choices=("random", "evosax"), default="random")
     ap.add_argument("--out", default="metabbo-runs/les")
-    ap.add_argument("--meta-generations", type=int, default=defaults.meta_generations)
-    ap.add_argument("--meta-population", type=int, default=defaults.meta_population)
-    ap.add_argument("--tasks-per-fn", type=int, default=defaults.tasks_per_fn)
-    ap.add_argument("--meta-lr", type=float, default=defaults.meta_lr)
-    ap.add_argument("--meta-sigma", type=float, default=defaults.meta_sigma)
+    ap.add_argument("--meta-generations", type=int, default=d.meta_generations)
+    ap.add_argument("--meta-population", type=int, default=d.meta_population)
+    ap.add_argument("--meta-lr", type=float, default=d.meta_lr)
+    ap.add_argument("--meta-sigma", type=float, default=d.meta_sigma)
+    ap.add_argument("--meta-mean-decay", type=float, default=d.meta_mean_decay)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--executor", choices=("local", "ray"), default="local")
+    ap.add_argument("--workers", type=int, default=2, help="Ray actors (one CPU each)")
+    ap.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
+    ap.add_argument("--time-budget", type=float, default=None, help="seconds, then stop")
+    ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--no-resume", action="store_true")
     a = ap.parse_args(argv)
     cfg = MetaBBOConfig(
         optimiser=a.optimiser,
         outer=a.outer,
+        init=a.init,
         meta_generations=a.meta_generations,
         meta_population=a.meta_population,
-        tasks_per_fn=a.tasks_per_fn,
         meta_lr=a.meta_lr,
         meta_sigma=a.meta_sigma,
+        meta_mean_decay=a.meta_mean_decay,
         seed=a.seed,
     )
-    _, record = train(cfg, a.out, resume=not a.no_resume)
-    print(json.dumps({k: record[k] for k in ("method", "wall_time_s")}, indent=2))
+    ex = RayExecutor(cfg, a.workers, a.ray_address) if a.executor == "ray" else None
+    _, record = train(
+        cfg,
+        a.out,
+        resume=not a.no_resume,
+        progress=not a.no_progress,
+        executor=ex,
+        time_budget=a.time_budget,
+    )
+    print(json.dumps({k: record[k] for k in ("method", "wall_time_s", "generations_completed")}))
 
 
 if __name__ == "__main__":

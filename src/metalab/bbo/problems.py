@@ -26,6 +26,8 @@ import numpy as np
 from evosax.problems.bbob.bbob_fns import bbob_fns
 from evosax.problems.bbob.bbob_noise import NoiseModel, NoiseParams
 
+from metalab.bbo.base import is_population_based
+
 BBOB_NAMES: tuple[str, ...] = tuple(bbob_fns)
 NOISE_MODELS = ("noiseless", "gaussian", "uniform", "cauchy", "additive")
 
@@ -84,11 +86,13 @@ def sample_task(
     init_range: float = 0.0,
     random_f_opt: bool = True,
     random_rotation: bool = True,
+    exclude_dims: tuple[int, ...] = (),
 ) -> BBOBTask:
     """Sample a task: D ~ U{min_dims..max_dims}, x_opt ~ U[-4, 4]^D, f_opt ~ clip(100 Cauchy).
 
     ``mean0 ~ U[-init_range, init_range]^D`` and ``sigma0 ~ U[sigma_range]``; the noise model
-    is drawn uniformly from ``noise_models`` with evosax's default severity ranges.
+    is drawn uniformly from ``noise_models`` with evosax's default severity ranges. A sampled
+    D in ``exclude_dims`` becomes D - 1 (keeps held-out evaluation sizes out of training).
     """
     min_dims = max_dims if min_dims is None else min_dims
     if not 1 <= min_dims <= max_dims:
@@ -98,6 +102,8 @@ def sample_task(
         raise ValueError(f"unknown noise models {bad}; allowed: {', '.join(NOISE_MODELS)}")
     kd, kx, kf, kr, kq, kn, km, ks = jax.random.split(key, 8)
     d = jax.random.randint(kd, (), min_dims, max_dims + 1)
+    if exclude_dims:
+        d = jnp.where(jnp.isin(d, jnp.asarray(exclude_dims)), jnp.maximum(d - 1, 1), d)
     x_opt = jax.random.uniform(kx, (max_dims,), minval=-4.0, maxval=4.0)
     f_opt = jnp.clip(100.0 * jax.random.cauchy(kf), -1000.0, 1000.0) if random_f_opt else 0.0
     if random_rotation:
@@ -145,15 +151,6 @@ class Rollout(NamedTuple):
 
     gen_best_fitness: jax.Array  # (T,) lowest fitness in each generation
     best_regret: jax.Array  # (T,) lowest noiseless regret evaluated so far
-
-
-def is_population_based(algo: Any) -> bool:
-    """True for GA-style optimisers whose ``init`` takes an evaluated population."""
-    from evosax.algorithms.population_based.base import PopulationBasedAlgorithm
-
-    from metalab.bbo.lga import LGA
-
-    return isinstance(algo, LGA | PopulationBasedAlgorithm)
 
 
 def rollout(

@@ -56,8 +56,16 @@ def save_weights(path: str | Path, net: dict, record: dict | None = None) -> Pat
     return path.with_suffix(".npz")
 
 
-def load_weights(name_or_path: str | Path) -> dict:
-    """Load weights: ``"les"`` / ``"lga"`` give metalab's shipped weights, else an npz path."""
+def load_weights(name_or_path: str | Path, num_dims: int = 10) -> dict:
+    """Load weights by name or path.
+
+    * ``"les"`` / ``"lga"``: metalab's shipped meta-trained weights;
+    * ``"evosax-les"`` / ``"evosax-lga"``: the checkpoint evosax 0.3.2's default
+      ``LearnedES`` / ``LearnedGA`` would load for ``num_dims`` (LGA: v7 above D = 50, v4
+      otherwise). The LGA weights carry ``sigma_offset = 2`` (evosax's legacy 2023
+      mutation-feature contract), which :class:`metalab.bbo.LGA` reads, so no flag is needed;
+    * anything else: a path to an ``.npz`` written by :func:`save_weights`.
+    """
     key = str(name_or_path)
     if key in SHIPPED:
         path = WEIGHTS_DIR / f"{SHIPPED[key]}.npz"
@@ -67,11 +75,34 @@ def load_weights(name_or_path: str | Path) -> dict:
                 f"`python -m metalab.bbo.metabbo --optimiser {key}`"
             )
     elif key in ("evosax-les", "evosax-lga"):
-        return evosax_weights(key.split("-")[1])
+        return evosax_weights(key.split("-")[1], num_dims=num_dims)
     else:
         path = Path(key).with_suffix(".npz")
     with np.load(path) as data:
         return unflatten_dict({k: data[k] for k in data.files})
+
+
+def n_params(net: dict) -> int:
+    """Number of trainable numbers in a weights pytree (``sigma_offset`` is a constant)."""
+    return int(sum(np.size(v) for k, v in flatten_dict(net).items() if k != "sigma_offset"))
+
+
+def fold_sigma_offset(net: dict) -> dict:
+    """Equivalent LGA weights with ``sigma_offset`` folded into the mutation biases.
+
+    The range-normalised sigma feature is input 4 of the mutation attention; adding a
+    constant ``c`` to it adds ``c W[4]`` to the query/key/value biases, so the folded
+    weights compute the same function (to float rounding) with offset 0.
+    """
+    net = {k: v for k, v in net.items()}
+    c = net.pop("sigma_offset", None)
+    if c is None:
+        return net
+    att = {k: dict(v) if isinstance(v, dict) else v for k, v in net["mutation"]["att"].items()}
+    for proj in ("q", "k", "v"):
+        att[proj] = {"w": att[proj]["w"], "b": att[proj]["b"] + c * att[proj]["w"][4]}
+    net["mutation"] = {**net["mutation"], "att": att}
+    return net
 
 
 def load_record(name: str) -> dict:
@@ -133,13 +164,14 @@ def evosax_weights(name: str, num_dims: int = 10) -> dict:
     """evosax 0.3.2's default shipped weights for ``"les"`` or ``"lga"`` in metalab's layout.
 
     For LGA evosax picks its v7 checkpoint when D > 50 and v4 otherwise; ``num_dims`` selects
-    the same one. evosax's default LGA uses the *legacy* mutation-feature encoding (see
-    :class:`metalab.bbo.lga.LGA`).
+    the same one, and the result carries ``sigma_offset = 2``: evosax's default LGA uses the
+    *legacy* mutation-feature encoding (see :class:`metalab.bbo.lga.LGA`).
     """
     from evosax.algorithms import LearnedES, LearnedGA
 
     if name == "les":
         return les_from_evosax(LearnedES(2, jnp.zeros(num_dims)).les_params)
     if name == "lga":
-        return lga_from_evosax(LearnedGA(2, jnp.zeros(num_dims)).lga_params)
+        net = lga_from_evosax(LearnedGA(2, jnp.zeros(num_dims)).lga_params)
+        return {**net, "sigma_offset": jnp.float32(2.0)}
     raise ValueError(f"name must be 'les' or 'lga', got {name!r}")

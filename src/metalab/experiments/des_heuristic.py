@@ -47,7 +47,7 @@ def run(config: DESConfig, key: jax.Array) -> dict:
     des = DES(n, d)
     ev = LearnedES(n, jnp.zeros(d))
     methods = {
-        "des": [lambda s0: (des, des.default_params._replace(std_init=s0))],
+        "des": [lambda s0: (des, des.default_params.replace(std_init=s0))],
         "les": [lambda s0: (les, LESParams(s0, les.weights))],
         "evosax_les": [lambda s0: (ev, ev.default_params.replace(std_init=s0))],
     }
