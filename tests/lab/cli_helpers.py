@@ -19,10 +19,12 @@ def env() -> dict[str, str]:
     return env
 
 
-def metalab(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+def metalab(
+    *args: str, check: bool = False, timeout: float = 300, extra_env: dict | None = None
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "-m", "metalab.lab.cli", *args],
-        env=env(),
+        env={**env(), **(extra_env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
