@@ -146,3 +146,49 @@ def test_vmapped_reset_step():
     _, st, r, done, _ = reset_and_step(keys)
     assert r.shape == (3,) and done.shape == (3,)
     np.testing.assert_array_equal(np.asarray(st.row), 1)
+
+
+def test_action_mapping_is_a_traced_input():
+    """A new mapping is a new argument value: no recompilation, and mappings vmap."""
+    size = 6
+    env, params = deep_sea.make_deep_sea(size)
+    traces = []
+
+    @jax.jit
+    def rollout(mapping):
+        traces.append(1)  # runs once per compilation
+        p = params.replace(action_mapping=mapping)
+        _, st = env.reset_env(jax.random.PRNGKey(0), p)
+
+        def step(st, _):  # always take the "right" action of the current cell
+            a = st.action_mapping[st.row, st.column]
+            _, st, r, _, _ = env.step_env(jax.random.PRNGKey(1), st, a, p)
+            return st, r
+
+        return jax.lax.scan(step, st, None, length=size)[1].sum()
+
+    maps = jax.vmap(lambda k: deep_sea.random_action_mapping(k, size))(
+        jax.random.split(jax.random.PRNGKey(3), 4)
+    )
+    loop = [float(rollout(m)) for m in maps]
+    assert len(traces) == 1
+    want = deep_sea.optimal_return(size)
+    np.testing.assert_allclose(loop, want, atol=1e-6)
+    # taking action 1 everywhere: the return depends on the mapping; vmap equals the loop
+    ones = lambda m: jax.lax.scan(
+        lambda st, _: (
+            (o := env.step_env(jax.random.PRNGKey(1), st, 1, params.replace(action_mapping=m)))[1],
+            o[2],
+        ),
+        env.reset_env(jax.random.PRNGKey(0), params.replace(action_mapping=m))[1],
+        None,
+        length=size,
+    )[1].sum()
+    v = jax.jit(jax.vmap(ones))(maps)
+    np.testing.assert_allclose(v, [float(jax.jit(ones)(m)) for m in maps], rtol=1e-6)
+    assert len(set(np.round(np.asarray(v), 6))) > 1  # different mappings, different MDPs
+    # the installed bsuite mapping is what reset puts in the state
+    _, st = env.reset_env(jax.random.PRNGKey(0), params)
+    np.testing.assert_array_equal(st.action_mapping, deep_sea.bsuite_action_mapping(size))
+    with pytest.raises(ValueError, match="action_mapping"):
+        env.reset_env(jax.random.PRNGKey(0), params.replace(action_mapping=jnp.ones((3, 3))))

@@ -62,6 +62,8 @@ class BootDQNConfig(NamedTuple):
     epsilon: float = 0.0
     num_explorers: int = 0
     beta: float = 0.0
+    sparse_first_layer: bool = False
+    target_table: bool | None = None
 
     def validate(self) -> BootDQNConfig:
         """Raise a ValueError naming the first bad field; return self."""
@@ -90,6 +92,19 @@ class BootDQNConfig(NamedTuple):
                 raise ValueError(f"BootDQNConfig.{name} is out of range: {getattr(self, name)}")
         tdu.explorer_mask(self.num_ensemble, self.num_explorers)  # validates the split
         return self
+
+    def uses_target_table(self, num_cells: int) -> bool:
+        """Whether target values are read from a table recomputed at each target copy.
+
+        ``target_table=None`` (auto) uses the table when computing it once per copy (``n + 1``
+        rows) costs less than the target forward passes between copies (``2 x batch x period``
+        rows, the factor 2 measured: XLA's fused gather-forward-max runs ~2x slower per row
+        than the table's plain matmuls).
+        """
+        if self.target_table is not None:
+            return bool(self.target_table)
+        rows_between_copies = self.batch_size * self.target_update_period * self.sgd_period
+        return num_cells + 1 <= 2 * rows_between_copies
 
 
 class Transition(NamedTuple):
@@ -122,6 +137,14 @@ def _draw_noise(key: jax.Array, config: BootDQNConfig) -> jax.Array:
     return jax.random.normal(key, (_noise_width(config),))
 
 
+class RowAdamState(NamedTuple):
+    """Adam moments of the first-layer table ``w0 [K, C, H]`` for the sparse (lazy) update."""
+
+    mu: jax.Array
+    nu: jax.Array
+    count: jax.Array
+
+
 class BootDQNState(NamedTuple):
     """Agent state: online/target parameters ``[K, ...]``, Adam state, prior table, replay."""
 
@@ -133,11 +156,27 @@ class BootDQNState(NamedTuple):
     env_steps: jax.Array
     sgd_steps: jax.Array
     head: jax.Array
+    target_table: jax.Array | None = None  # [K, n + 1, A] target Q incl. prior, or None
 
 
 def _optimizer(config: BootDQNConfig) -> optax.GradientTransformation:
     # Adam is elementwise, so one Adam over the stacked ensemble equals one Adam per member.
     return optax.adam(config.learning_rate)
+
+
+_B1, _B2, _EPS = 0.9, 0.999, 1e-8  # optax.adam's defaults
+
+
+def _rest(params: Any) -> Any:
+    return {k: v for k, v in params.items() if k != "w0"}
+
+
+def _init_opt(params: Any, config: BootDQNConfig) -> Any:
+    if not config.sparse_first_layer:
+        return _optimizer(config).init(params)
+    w0 = params["w0"]
+    rows = RowAdamState(jnp.zeros_like(w0), jnp.zeros_like(w0), jnp.zeros((), jnp.int32))
+    return (_optimizer(config).init(_rest(params)), rows)
 
 
 def init(key: jax.Array, config: BootDQNConfig, num_cells: int, num_actions: int) -> BootDQNState:
@@ -160,10 +199,12 @@ def init(key: jax.Array, config: BootDQNConfig, num_cells: int, num_actions: int
         jnp.zeros((_mask_width(config),), jnp.float32),
         jnp.zeros((_noise_width(config),), jnp.float32),
     )
+    table = target_q_table(params, prior_table, config.prior_scale)
     return BootDQNState(
+        target_table=table if config.uses_target_table(num_cells) else None,
         params=params,
         target_params=params,
-        opt_state=_optimizer(config).init(params),
+        opt_state=_init_opt(params, config),
         prior_table=prior_table,
         replay=replay.init(example, config.replay_capacity),
         env_steps=jnp.zeros((), jnp.int32),
@@ -177,10 +218,31 @@ def member_q(params: Any, prior_table: jax.Array, prior_scale: float, cell: jax.
     return ensemble_nets.apply_lookup_mlp(params, cell) + prior_scale * prior_table[cell]
 
 
-def ensemble_q(params: Any, prior_table: jax.Array, prior_scale: float, cells: jax.Array):
-    """``[K, B, A]`` action values of every member at cells ``[B]``."""
-    per_member = lambda p, t: jax.vmap(lambda c: member_q(p, t, prior_scale, c))(cells)
+def ensemble_q(
+    params: Any,
+    prior_table: jax.Array,
+    prior_scale: float,
+    cells: jax.Array,
+    net_cells: jax.Array | None = None,
+):
+    """``[K, B, A]`` action values of every member at cells ``[B]``.
+
+    ``net_cells`` (optional) are the rows of ``params["w0"]`` to read instead of ``cells``
+    (the sparse update passes a gathered sub-table and indices into it); the prior is always
+    read at ``cells``.
+    """
+    net_cells = cells if net_cells is None else net_cells
+
+    def per_member(p, t):
+        f = lambda c, nc: ensemble_nets.apply_lookup_mlp(p, nc) + prior_scale * t[c]
+        return jax.vmap(f)(cells, net_cells)
+
     return jax.vmap(per_member)(params, prior_table)
+
+
+def target_q_table(params: Any, prior_table: jax.Array, prior_scale: float) -> jax.Array:
+    """``[K, n + 1, A]``: every member's ``Q_k`` at every input (the null input included)."""
+    return jax.vmap(ensemble_nets.full_table)(params) + prior_scale * prior_table
 
 
 def begin_episode(key: jax.Array, state: BootDQNState, config: BootDQNConfig) -> BootDQNState:
@@ -191,8 +253,8 @@ def begin_episode(key: jax.Array, state: BootDQNState, config: BootDQNConfig) ->
 def act(key: jax.Array, state: BootDQNState, cell: jax.Array, config: BootDQNConfig):
     """Greedy action of the acting member (ties broken uniformly), epsilon-greedy dithered."""
     k_eps, k_rand, k_tie = jax.random.split(key, 3)
-    p = jax.tree.map(lambda x: x[state.head], state.params)
-    q = member_q(p, state.prior_table[state.head], config.prior_scale, cell)
+    q = ensemble_nets.apply_member(state.params, state.head, cell)
+    q = q + config.prior_scale * state.prior_table[state.head, cell]
     best = q == q.max()
     greedy = jax.random.categorical(k_tie, jnp.where(best, 0.0, -jnp.inf))
     random_a = jax.random.randint(k_rand, (), 0, q.shape[-1])
@@ -200,11 +262,25 @@ def act(key: jax.Array, state: BootDQNState, cell: jax.Array, config: BootDQNCon
 
 
 def td_errors(
-    params: Any, target_params: Any, prior_table: jax.Array, batch: Transition, config
+    params: Any,
+    target_params: Any,
+    prior_table: jax.Array,
+    batch: Transition,
+    config,
+    net_cells: jax.Array | None = None,
+    target_table: jax.Array | None = None,
 ) -> jax.Array:
-    """``[K, B]`` TD errors ``r + s_z z_k + gamma_t max Qbar_k(s') - Q_k(s, a)`` (rlax)."""
-    q_tm1 = ensemble_q(params, prior_table, config.prior_scale, batch.cell_tm1)
-    q_t = ensemble_q(target_params, prior_table, config.prior_scale, batch.cell_t)
+    """``[K, B]`` TD errors ``r + s_z z_k + gamma_t max Qbar_k(s') - Q_k(s, a)`` (rlax).
+
+    ``net_cells``: see :func:`ensemble_q` (rows of ``params["w0"]`` for ``batch.cell_tm1``).
+    ``target_table``: optional ``[K, n + 1, A]`` target values (:func:`target_q_table` of
+    ``target_params``), read instead of running the target network.
+    """
+    q_tm1 = ensemble_q(params, prior_table, config.prior_scale, batch.cell_tm1, net_cells)
+    if target_table is None:
+        q_t = ensemble_q(target_params, prior_table, config.prior_scale, batch.cell_t)
+    else:
+        q_t = target_table[:, batch.cell_t]
     r_kt = jnp.broadcast_to(batch.r_t[None], (config.num_ensemble, batch.r_t.shape[0]))
     if config.noise_scale > 0.0:
         r_kt = r_kt + config.noise_scale * batch.noise_t.T  # [K, B]
@@ -222,13 +298,16 @@ def loss_fn(
     batch: Transition,
     config,
     beta: jax.Array | float | None = None,
+    net_cells: jax.Array | None = None,
+    target_table: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """``sum_k mean_b m_kb delta~_kb^2`` (to minimise) and the mean TDU bonus ``sigma``.
 
     ``beta`` (traced, optional) overrides ``config.beta``: TDU with ``beta = 0`` is exactly
     bootstrapped DQN, so both agents can share one compiled program (vmap over ``beta``).
+    ``net_cells``, ``target_table``: see :func:`td_errors`.
     """
-    delta = td_errors(params, target_params, prior_table, batch, config)
+    delta = td_errors(params, target_params, prior_table, batch, config, net_cells, target_table)
     sigma_mean = jnp.zeros(())
     if config.num_explorers > 0:
         is_x = tdu.explorer_mask(config.num_ensemble, config.num_explorers)
@@ -251,11 +330,124 @@ def learn_schedule(env_step: jax.Array, config: BootDQNConfig) -> tuple[jax.Arra
 
 
 def _sgd(state: BootDQNState, batch: Transition, config: BootDQNConfig, beta=None):
+    if config.sparse_first_layer:
+        return _sgd_sparse(state, batch, config, beta)
     grads, sigma = jax.grad(loss_fn, has_aux=True)(
-        state.params, state.target_params, state.prior_table, batch, config, beta
+        state.params,
+        state.target_params,
+        state.prior_table,
+        batch,
+        config,
+        beta,
+        None,
+        state.target_table,
     )
     upd, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
     return optax.apply_updates(state.params, upd), opt_state, sigma
+
+
+def fused_grads(
+    rest: Any,
+    rows: jax.Array,
+    net_cells: jax.Array,
+    batch: Transition,
+    prior_table: jax.Array,
+    q_t: jax.Array,
+    config: BootDQNConfig,
+    beta: jax.Array | float | None = None,
+) -> tuple[tuple[Any, jax.Array], jax.Array]:
+    """Hand-written backward pass of :func:`loss_fn` for the lookup-MLP ensemble.
+
+    The same gradients as ``jax.grad(loss_fn)`` (tested), written as the three batched
+    matmuls per hidden layer that the maths needs (forward, weight gradient, input gradient),
+    so XLA sees no gathers inside the differentiated function and no scatter into the full
+    first-layer table.
+
+    Args:
+      rest: every parameter but ``w0`` (``b0, w1, b1, ...``), stacked ``[K, ...]``.
+      rows: ``[K, U, H]`` first-layer rows; ``net_cells [B]`` index them per sample.
+      batch: the minibatch (``cell_tm1`` indexes the prior table).
+      prior_table: ``[K, n + 1, A]``; q_t: ``[K, B, A]`` target values at ``cell_t``.
+      config, beta: as :func:`loss_fn`.
+
+    Returns:
+      ``((grads of rest, grads of rows [K, U, H]), mean sigma)``.
+    """
+    num_layers = len(rest) // 2 + 1
+    pre = [rows[:, net_cells] + rest["b0"][:, None]]  # [K, B, H0] layer-0 pre-activations
+    acts = []
+    h = pre[0]
+    for i in range(1, num_layers):
+        a = jax.nn.relu(h)
+        acts.append(a)
+        h = jnp.einsum("kbh,khj->kbj", a, rest[f"w{i}"]) + rest[f"b{i}"][:, None]
+        pre.append(h)
+    q = h + config.prior_scale * prior_table[:, batch.cell_tm1]  # [K, B, A]
+    one_hot = jax.nn.one_hot(batch.a_tm1, q.shape[-1], dtype=q.dtype)  # [B, A]
+    q_sa = jnp.sum(q * one_hot, axis=-1)
+    r_kt = jnp.broadcast_to(batch.r_t[None], q_sa.shape)
+    if config.noise_scale > 0.0:
+        r_kt = r_kt + config.noise_scale * batch.noise_t.T
+    delta = r_kt + config.discount * batch.discount_t * jnp.max(q_t, axis=-1) - q_sa
+    sigma_mean = jnp.zeros(())
+    if config.num_explorers > 0:
+        is_x = tdu.explorer_mask(config.num_ensemble, config.num_explorers)
+        delta, sigma = tdu.tdu_td_errors(delta, is_x, config.beta if beta is None else beta)
+        sigma_mean = sigma.mean()
+    w = 1.0 if config.mask_prob >= 1.0 else batch.mask_t.T
+    g_qsa = -2.0 * w * delta / delta.shape[1]  # d loss / d q_sa
+    dh = g_qsa[..., None] * one_hot  # d loss / d (last pre-activation)
+    grads = {}
+    for i in range(num_layers - 1, 0, -1):
+        grads[f"w{i}"] = jnp.einsum("kbh,kbj->khj", acts[i - 1], dh)
+        grads[f"b{i}"] = dh.sum(axis=1)
+        dh = jnp.einsum("kbj,khj->kbh", dh, rest[f"w{i}"]) * (pre[i - 1] > 0)
+    grads["b0"] = dh.sum(axis=1)
+    g_rows = jnp.zeros_like(rows).at[:, net_cells].add(dh)
+    return (grads, g_rows), sigma_mean
+
+
+def _sgd_sparse(state: BootDQNState, batch: Transition, config: BootDQNConfig, beta=None):
+    """One SGD step that reads and writes only the first-layer rows of the minibatch's cells.
+
+    The cells ``c_b`` of a minibatch are shared by all members, so the rows ``U = unique(c)``
+    (at most ``B``, padded with an out-of-range index that gathers zeros and is dropped on
+    write) are gathered once into ``[K, B, H]``; the loss is differentiated with respect to
+    that sub-table (duplicates' gradients sum, as in the dense gradient), and Adam updates
+    those rows' moments and parameters only (lazy Adam, as TF's ``LazyAdam``: rows outside the
+    minibatch keep their moments and do not move; bias correction uses the global step
+    count). Every other parameter uses optax's dense Adam. Rows with a zero gradient are where
+    this differs from dense Adam: there, dense Adam keeps moving a row by its decaying
+    momentum ``m_hat / (sqrt(v_hat) + eps)``.
+    """
+    rest_opt, rows_opt = state.opt_state
+    w0 = state.params["w0"]
+    num_rows = w0.shape[1]
+    uniq, inv = jnp.unique(
+        batch.cell_tm1, size=batch.cell_tm1.shape[0], fill_value=num_rows, return_inverse=True
+    )
+    inv = inv.reshape(batch.cell_tm1.shape)
+    rows = w0.at[:, uniq].get(mode="fill", fill_value=0.0)  # [K, B, H]
+
+    if state.target_table is None:
+        q_t = ensemble_q(state.target_params, state.prior_table, config.prior_scale, batch.cell_t)
+    else:
+        q_t = state.target_table[:, batch.cell_t]
+    (g_rest, g_rows), sigma = fused_grads(
+        _rest(state.params), rows, inv, batch, state.prior_table, q_t, config, beta
+    )
+    upd, rest_opt = _optimizer(config).update(g_rest, rest_opt, _rest(state.params))
+    rest = optax.apply_updates(_rest(state.params), upd)
+    count = rows_opt.count + 1
+    mu = _B1 * rows_opt.mu.at[:, uniq].get(mode="fill", fill_value=0.0) + (1 - _B1) * g_rows
+    nu = _B2 * rows_opt.nu.at[:, uniq].get(mode="fill", fill_value=0.0) + (1 - _B2) * g_rows**2
+    c = count.astype(jnp.float32)
+    m_hat, v_hat = mu / (1 - _B1**c), nu / (1 - _B2**c)
+    new_rows = rows - config.learning_rate * m_hat / (jnp.sqrt(v_hat) + _EPS)
+    put = lambda table, val: table.at[:, uniq].set(val, mode="drop")
+    params = {**rest, "w0": put(w0, new_rows)}
+    rows_opt = RowAdamState(put(rows_opt.mu, mu), put(rows_opt.nu, nu), count)
+    return params, (rest_opt, rows_opt), sigma
 
 
 def update(
@@ -315,7 +507,15 @@ def update(
     params, opt_state, sigma = jax.lax.cond(learn, do_learn, skip, None)
     copy = sgd_steps % config.target_update_period == 0
     target = jax.lax.cond(copy, lambda: params, lambda: state.target_params)
+    table = state.target_table
+    if table is not None:  # recompute only when the copied parameters changed (learn)
+        table = jax.lax.cond(
+            copy & learn,
+            lambda: target_q_table(params, state.prior_table, config.prior_scale),
+            lambda: table,
+        )
     new = state._replace(
+        target_table=table,
         params=params,
         target_params=target,
         opt_state=opt_state,
@@ -334,13 +534,15 @@ def make_deep_sea_episodes(
     mapping_seed: int | None = 42,
     unscaled_move_cost: float = 0.01,
 ):
-    """``run(agent, key, start_episode=0, beta=None, deterministic=None) -> (agent, out)``:
-    ``num_episodes`` Deep Sea episodes from a given agent state, one ``lax.scan``.
+    """``run(agent, key, start_episode=0, beta=None, deterministic=None, action_mapping=None)
+    -> (agent, out)``: ``num_episodes`` Deep Sea episodes from a given agent state, one
+    ``lax.scan``.
 
     ``start_episode`` (episodes already run by ``agent``; keep it unbatched under ``vmap``)
     sets the global step count that drives the learning schedule, so training can be resumed
-    in chunks. ``beta`` and ``deterministic`` optionally override ``config.beta`` and the
-    variant (both may be traced). ``out`` holds per-episode arrays, see
+    in chunks. ``beta``, ``deterministic`` and ``action_mapping`` (``[N, N]`` int32) optionally
+    override ``config.beta``, the variant and the MDP (all may be traced: one compiled program
+    serves every value, and they vmap). ``out`` holds per-episode arrays, see
     :func:`make_deep_sea_train`.
     """
     config.validate()
@@ -393,10 +595,13 @@ def make_deep_sea_episodes(
         start_episode: jax.Array | int = 0,
         beta: jax.Array | float | None = None,
         deterministic: jax.Array | bool | None = None,
+        action_mapping: jax.Array | None = None,
     ) -> tuple[BootDQNState, dict[str, jax.Array]]:
         params = env_params
         if deterministic is not None:  # traced: one program serves both variants
-            params = env_params.replace(deterministic=jnp.asarray(deterministic))
+            params = params.replace(deterministic=jnp.asarray(deterministic))
+        if action_mapping is not None:  # traced: one program serves every MDP
+            params = params.replace(action_mapping=jnp.asarray(action_mapping, jnp.int32))
         eps = start_episode + jnp.arange(int(num_episodes))
         xs = (jax.random.split(key, int(num_episodes)), eps)
         return jax.lax.scan(lambda a, x: episode(a, x, beta, params), agent, xs)
@@ -421,9 +626,9 @@ def make_deep_sea_train(
       deterministic, mapping_seed, unscaled_move_cost: see ``deep_sea.make_deep_sea``.
 
     Returns:
-      ``train(key, beta=None, deterministic=None)`` (``beta`` and ``deterministic``
-      optionally override ``config.beta`` and the variant; both may be traced, so seeds,
-      agents and variants vmap into one program) returning per-episode arrays
+      ``train(key, beta=None, deterministic=None, action_mapping=None)`` (optional overrides
+      of ``config.beta``, the variant and the ``[N, N]`` action mapping; all may be traced, so
+      seeds, agents, variants and MDPs vmap into one program) returning per-episode arrays
       ``[num_episodes]``: ``return`` (episode return), ``bad`` (1 if left while on the
       diagonal), ``success`` (1 if the +1 treasure was collected), ``sigma`` (mean TDU bonus
       over the episode's minibatches).
@@ -437,9 +642,10 @@ def make_deep_sea_train(
         key: jax.Array,
         beta: jax.Array | float | None = None,
         deterministic: jax.Array | bool | None = None,
+        action_mapping: jax.Array | None = None,
     ) -> dict[str, jax.Array]:
         k_init, k_run = jax.random.split(key)
         agent = init(k_init, config, num_cells, 2)
-        return run(agent, k_run, 0, beta, deterministic)[1]
+        return run(agent, k_run, 0, beta, deterministic, action_mapping)[1]
 
     return train

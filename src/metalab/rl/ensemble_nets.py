@@ -82,9 +82,36 @@ def apply_lookup_mlp(params: Params, cell: jax.Array) -> jax.Array:
     return h
 
 
+def apply_member(params: Params, member: jax.Array, cell: jax.Array) -> jax.Array:
+    """Outputs of member ``member`` of a stacked ensemble at ``cell``, reading only the one
+    first-layer row it needs (no copy of the member's table); equals
+    ``apply_lookup_mlp(tree_map(lambda x: x[member], params), cell)``."""
+    w0 = params["w0"]
+    row = w0.at[member, cell].get(mode="fill", fill_value=0.0)
+    h = row + params["b0"][member]
+    for i in range(1, num_layers(params)):
+        h = jax.nn.relu(h)
+        h = h @ params[f"w{i}"][member] + params[f"b{i}"][member]
+    return h
+
+
 def apply_dense_mlp(params: Params, x: jax.Array) -> jax.Array:
     """The same network on a dense (e.g. one-hot) input ``x`` of width ``n``: the reference."""
     h = x @ params["w0"] + params["b0"]
+    for i in range(1, num_layers(params)):
+        h = jax.nn.relu(h)
+        h = h @ params[f"w{i}"] + params[f"b{i}"]
+    return h
+
+
+def full_table(params: Params) -> jax.Array:
+    """Outputs at every input ``0..n`` (``n`` = null input) as dense matmuls: ``[n + 1, A]``.
+
+    Same values as :func:`output_table` (every first-layer row, plus the zero row of the null
+    input), computed as one batch of ``n + 1`` rows instead of ``n + 1`` gathers.
+    """
+    w0 = params["w0"]
+    h = jnp.concatenate([w0, jnp.zeros((1, w0.shape[-1]), w0.dtype)]) + params["b0"]
     for i in range(1, num_layers(params)):
         h = jax.nn.relu(h)
         h = h @ params[f"w{i}"] + params[f"b{i}"]

@@ -17,8 +17,14 @@ the two bottom corner cells. The optimal return is ``1 - move_cost`` (determinis
 gymnax 1.0.1's ``DeepSea`` implements these dynamics (checked line by line and by
 ``tests/rl/test_deep_sea.py`` against bsuite's own environment). The only difference is how
 the action mapping is drawn: gymnax uses ``jax.random.bernoulli(key(0))``, bsuite uses
-``numpy.random.RandomState(mapping_seed).binomial``. :func:`make_deep_sea` therefore installs
-bsuite's mapping in the gymnax env so that the same ``mapping_seed`` gives the same MDP.
+``numpy.random.RandomState(mapping_seed).binomial``. :func:`make_deep_sea` therefore puts
+bsuite's mapping in the params so that the same ``mapping_seed`` gives the same MDP.
+
+The action mapping is a traced input: it lives in :class:`DeepSeaParams` (``params.action_mapping``,
+``[N, N]`` int32), so a new mapping is a new argument value, not a new program: mappings vmap
+(one program for many MDPs) and changing them never recompiles. gymnax's own ``DeepSea`` keeps
+the mapping as a Python attribute of the environment object, which a jitted function closes over
+as a constant (one compilation per mapping).
 
 Observations are the one-hot ``N x N`` grid (all zeros after the last step). Agents here use
 the equivalent integer :func:`cell_index` (``row * N + column``, ``N * N`` for the terminal
@@ -30,16 +36,20 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gymnax.environments.bsuite.deep_sea import DeepSea, EnvParams, EnvState
+from flax import struct
+from gymnax.environments.bsuite.deep_sea import DeepSea as _GymnaxDeepSea
+from gymnax.environments.bsuite.deep_sea import EnvParams, EnvState
 
 __all__ = [
     "DeepSea",
+    "DeepSeaParams",
     "EnvParams",
     "EnvState",
     "bsuite_action_mapping",
     "bsuite_score",
     "cell_index",
     "make_deep_sea",
+    "random_action_mapping",
     "optimal_return",
     "solve_episode",
 ]
@@ -48,6 +58,57 @@ __all__ = [
 def _check_size(size: int) -> None:
     if not isinstance(size, int | np.integer) or size < 2:
         raise ValueError(f"deep sea: size must be an int >= 2, got {size!r}")
+
+
+@struct.dataclass
+class DeepSeaParams(EnvParams):
+    """gymnax's ``EnvParams`` plus the action mapping as a traced array.
+
+    ``action_mapping``: ``[N, N]`` int32; action ``mapping[r, c]`` moves right in cell
+    ``(r, c)``. ``None`` falls back to the environment object's mapping (gymnax behaviour).
+    """
+
+    action_mapping: jax.Array | None = None
+
+
+class DeepSea(_GymnaxDeepSea):
+    """gymnax's ``DeepSea`` whose reset reads the action mapping from ``params``.
+
+    Dynamics, rewards and observations are gymnax's (``step_env`` reads the mapping from the
+    state, which ``reset_env`` fills). gymnax-style API: ``reset(key, params) -> (obs, state)``,
+    ``step(key, state, action, params) -> (obs, state, reward, done, info)`` (auto-reset), and
+    the raw ``reset_env`` / ``step_env``.
+    """
+
+    @property
+    def default_params(self) -> DeepSeaParams:
+        return DeepSeaParams(
+            max_steps_in_episode=self.size, action_mapping=jnp.asarray(self.action_mapping)
+        )
+
+    def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
+        obs, state = super().reset_env(key, params)
+        mapping = getattr(params, "action_mapping", None)
+        if mapping is None:
+            return obs, state
+        mapping = jnp.asarray(mapping, jnp.int32)
+        if mapping.shape != (self.size, self.size):
+            raise ValueError(
+                f"deep sea: params.action_mapping must have shape ({self.size}, {self.size}), "
+                f"got {mapping.shape}"
+            )
+        debug = jnp.ones_like(mapping)
+        fixed = jnp.where(params.randomize_actions, mapping, debug)
+        sampled = jax.random.bernoulli(key, 0.5, mapping.shape).astype(jnp.int32)
+        return obs, state.replace(
+            action_mapping=jnp.where(params.sample_action_map, sampled, fixed)
+        )
+
+
+def random_action_mapping(key: jax.Array, size: int) -> jax.Array:
+    """A fresh ``[N, N]`` mapping ``~ Bernoulli(1/2)`` from a JAX key (vmappable over keys)."""
+    _check_size(size)
+    return jax.random.bernoulli(key, 0.5, (size, size)).astype(jnp.int32)
 
 
 def bsuite_action_mapping(
@@ -76,8 +137,8 @@ def make_deep_sea(
     mapping_seed: int | None = 42,
     unscaled_move_cost: float = 0.01,
     randomize_actions: bool = True,
-) -> tuple[DeepSea, EnvParams]:
-    """A gymnax ``DeepSea`` with bsuite's action mapping and parameters.
+) -> tuple[DeepSea, DeepSeaParams]:
+    """A gymnax-style ``DeepSea`` with bsuite's action mapping (in ``params``) and parameters.
 
     Args:
       size: grid size ``N`` (>= 2); the episode length is ``N``.
@@ -89,21 +150,22 @@ def make_deep_sea(
 
     Returns:
       ``(env, params)``; use ``env.reset_env(key, params)`` / ``env.step_env(key, state,
-      action, params)`` (pure, jit/vmap-able; the state holds the mapping).
+      action, params)`` (pure, jit/vmap-able). ``params.action_mapping`` is a traced array:
+      ``params.replace(action_mapping=m)`` switches the MDP without recompiling.
     """
     _check_size(size)
     if unscaled_move_cost < 0:
         raise ValueError(f"deep sea: unscaled_move_cost must be >= 0, got {unscaled_move_cost}")
     env = DeepSea(size=int(size))
-    env.action_mapping = jnp.asarray(
-        bsuite_action_mapping(size, mapping_seed, randomize_actions), jnp.int32
-    )
-    params = EnvParams(
+    mapping = jnp.asarray(bsuite_action_mapping(size, mapping_seed, randomize_actions), jnp.int32)
+    env.action_mapping = mapping  # gymnax's attribute, for code that reads it
+    params = DeepSeaParams(
         deterministic=bool(deterministic),
         sample_action_map=False,
         unscaled_move_cost=float(unscaled_move_cost),
-        randomize_actions=True,  # the installed mapping is used as is
+        randomize_actions=True,  # the mapping in params is used as is
         max_steps_in_episode=int(size),
+        action_mapping=mapping,
     )
     return env, params
 
