@@ -182,3 +182,44 @@ def test_compile_cache_is_filled_and_can_be_turned_off(tmp_path):
     (secs,) = con.execute("SELECT compile_seconds FROM invocations").fetchone()
     con.close()
     assert secs > 0
+
+
+def test_a_store_written_before_the_application_id_is_adopted(tmp_path):
+    from metalab.lab.store import APPLICATION_ID, Store, encode_metrics
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript(
+        """
+        CREATE TABLE results (experiment TEXT, config_hash TEXT, seed INTEGER,
+            code_version TEXT, metrics BLOB, wall_seconds REAL, finished_at REAL,
+            PRIMARY KEY (experiment, config_hash, seed, code_version));
+        CREATE TABLE invocations (id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT,
+            preset TEXT, config_hash TEXT, config_json TEXT, code_version TEXT, seeds INTEGER,
+            executor TEXT, started_at REAL, finished_at REAL, compile_seconds REAL,
+            run_seconds REAL);
+        CREATE TABLE verdicts (experiment TEXT, config_hash TEXT, code_version TEXT,
+            seeds INTEGER, verdict_json TEXT, computed_at REAL,
+            PRIMARY KEY (experiment, config_hash, code_version, seeds));
+        """
+    )
+    con.execute(
+        "INSERT INTO results VALUES ('e', 'h', 0, 'v', ?, 1.0, 2.0)",
+        (encode_metrics({"x": 1.5}),),
+    )
+    con.execute(
+        "INSERT INTO invocations (experiment, preset, config_hash, config_json, code_version, "
+        "seeds, executor, started_at, finished_at) VALUES ('e', 'quick', 'h', '{}', 'v', 1, "
+        "'local', 1.0, 2.0)"
+    )
+    con.commit()
+    con.close()
+    ro = Store(path, readonly=True)
+    assert ro.latest_invocations()["e"].status == "finished"
+    st = Store(path)
+    st.prepare()
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    con.close()
+    assert float(st.get_results("e", "h", "v")[0]["x"]) == 1.5
+    assert st.claim("e", "h", "v", [0, 1], "me", 5, 60.0) == [1]
