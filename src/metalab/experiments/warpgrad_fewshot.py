@@ -88,10 +88,10 @@ RULES = (
 
 @dataclass(frozen=True)
 class WarpGradFewshotConfig:
+    fs_channels: tuple[int, ...] = param((16, 16), "(A) channels of the conv blocks", lo=1)
     num_ways: int = param(5, "(A) classes per few-shot task", lo=2, hi=5)
     num_shots: int = param(5, "(A) support images per class", lo=1, hi=80)
     num_query: int = param(10, "(A) query images per class", lo=1)
-    fs_channels: tuple[int, ...] = param((16, 16), "(A) channels of the conv blocks", lo=1)
     fs_inner_steps: int = param(5, "(A) inner SGD steps", lo=1, hi=50)
     fs_meta_iters: int = param(300, "(A) meta-iterations", lo=1)
     fs_meta_batch: int = param(8, "(A) tasks per meta-iteration", lo=1)
@@ -151,7 +151,7 @@ def _sq(task_p, warp_p, batch):
 class _Part:
     """One comparison: a baseline and its warped version on one task family."""
 
-    def __init__(self, *, warp_loss, base, warped, init_objective, steps, batch):
+    def __init__(self, warp_loss, base, warped, init_objective, steps, batch):
         self.warp_loss, self.base, self.warped = warp_loss, base, warped
         self.init_objective, self.steps, self.batch = init_objective, steps, batch
 
@@ -214,14 +214,7 @@ def _fewshot(cfg: WarpGradFewshotConfig, key) -> dict[str, jnp.ndarray]:
     k_init, k_train, k_test, k_sel, k_val = jax.random.split(key, 5)
     net = dict(channels=cfg.fs_channels, num_classes=cfg.num_ways)
     task0, warp0 = convnet_init(k_init, **net)
-    part = _Part(
-        warp_loss=_ce,
-        base=task0,
-        warped=(task0, warp0),
-        init_objective="maml",
-        steps=cfg.fs_inner_steps,
-        batch=cfg.fs_meta_batch,
-    )
+    part = _Part(_ce, task0, (task0, warp0), "maml", cfg.fs_inner_steps, cfg.fs_meta_batch)
     kw = dict(num_ways=cfg.num_ways, num_shots=cfg.num_shots, num_query=cfg.num_query)
     split = lambda s: functools.partial(sample_digits_task, family, split=s, **kw)
     draw = lambda s, k, n: jax.vmap(split(s))(jax.random.split(k, n))
@@ -276,14 +269,7 @@ def _long_horizon(cfg: WarpGradFewshotConfig, key) -> dict[str, jnp.ndarray]:
         val_sampler = functools.partial(maze.sample_maze_task, env, split="val")
         test_sampler = functools.partial(maze.sample_maze_task, env, split="test")
     task0, warp0 = warped_init(k_init, sizes)
-    part = _Part(
-        warp_loss=warp_loss,
-        base=task0,
-        warped=(task0, warp0),
-        init_objective="leap",
-        steps=cfg.lh_inner_steps,
-        batch=cfg.lh_meta_batch,
-    )
+    part = _Part(warp_loss, task0, (task0, warp0), "leap", cfg.lh_inner_steps, cfg.lh_meta_batch)
 
     def curve(init, warp, inner_lr, tasks):
         def one(task):

@@ -198,27 +198,10 @@ def leap_accumulator(loss_fn: LossFn, config: LeapConfig) -> Callable[[Step], Py
 
 
 def training_curve(
-    loss_fn: LossFn,
-    params: PyTree,
-    batch: Any,
-    *,
-    inner_lr: float | jnp.ndarray,
-    num_steps: int,
-    per_step_batches: bool = False,
+    loss_fn: LossFn, params: PyTree, batch: Any, *, inner_lr: float | jnp.ndarray, num_steps: int
 ) -> tuple[PyTree, jnp.ndarray]:
-    """Adapt and return ``(theta_K, curve)`` with ``curve`` the K+1 losses at theta_0..theta_K.
-
-    The last point is the loss of :math:`\\theta_K` on the last batch used. No gradient flows
-    (evaluation only).
-    """
-    res = adapt(
-        loss_fn,
-        lax.stop_gradient(params),
-        batch,
-        inner_lr=inner_lr,
-        num_steps=num_steps,
-        per_step_batches=per_step_batches,
-    )
-    last = jax.tree.map(lambda x: x[-1], batch) if per_step_batches else batch
-    final = loss_fn(res.params, last)
+    """Adapt on ``batch`` and return ``(theta_K, curve)``, ``curve`` the K+1 losses at
+    theta_0..theta_K on ``batch``. No gradient flows (evaluation only)."""
+    res = adapt(loss_fn, lax.stop_gradient(params), batch, inner_lr=inner_lr, num_steps=num_steps)
+    final = loss_fn(res.params, batch)
     return res.params, jnp.concatenate([res.losses, final[None]])

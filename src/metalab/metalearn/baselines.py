@@ -21,52 +21,44 @@ import optax
 from optax import tree_utils as otu
 
 from metalab.metalearn.adapt import LossFn
-from metalab.metalearn.learner import MetaLearner, from_meta_grad
+from metalab.metalearn.learner import MetaLearner, bind, from_meta_grad
 from metalab.metalearn.tasks import Task
 
 PyTree = Any
-__all__ = ["pretrain", "scratch"]
+__all__ = ["pretrain", "pretrain_meta_grad", "scratch"]
+
+
+def pretrain_meta_grad(
+    params: PyTree, tasks: Task, *, loss_fn: LossFn
+) -> tuple[jnp.ndarray, PyTree]:
+    """The pooled loss over a task batch's support and query data, and its gradient."""
+
+    def pooled(p):
+        per = jax.vmap(lambda t: 0.5 * (loss_fn(p, t.support) + loss_fn(p, t.query)))(tasks)
+        return jnp.mean(per)
+
+    return jax.value_and_grad(pooled)(params)
 
 
 def pretrain(
-    loss_fn: LossFn,
-    *,
-    inner_lr: float | jnp.ndarray | None = None,
-    num_steps: int | None = None,
-    outer: optax.GradientTransformation = optax.adam(1e-3),
+    loss_fn: LossFn, *, outer: optax.GradientTransformation = optax.adam(1e-3), **ignored: Any
 ) -> MetaLearner:
     """Multi-task pretraining on the pooled support and query data of each task batch.
 
-    ``inner_lr`` and ``num_steps`` are accepted so that every factory has one signature;
-    pretraining has no inner loop and ignores them.
+    Other keyword arguments (``inner_lr``, ``num_steps``) are accepted so that every factory
+    takes the same arguments; pretraining has no inner loop and ignores them.
     """
-    del inner_lr, num_steps
-
-    def meta_grad(params, key, tasks: Task):
-        del key
-
-        def pooled(p):
-            per = jax.vmap(lambda t: 0.5 * (loss_fn(p, t.support) + loss_fn(p, t.query)))(tasks)
-            return jnp.mean(per)
-
-        loss, g = jax.value_and_grad(pooled)(params)
-        return loss, g, {}
-
-    return from_meta_grad(meta_grad, outer)
+    return bind(pretrain_meta_grad, outer, loss_fn=loss_fn)
 
 
-def scratch(
-    loss_fn: LossFn,
-    *,
-    inner_lr: float | jnp.ndarray | None = None,
-    num_steps: int | None = None,
-    outer: optax.GradientTransformation = optax.adam(1e-3),
-) -> MetaLearner:
-    """No pretraining: the meta-gradient is zero and the update is the identity (the outer
-    optimiser is never applied, so its state stays as initialised). ``info["loss"]`` is the
-    mean support loss at the initialisation."""
-    del inner_lr, num_steps
-    learner = from_meta_grad(lambda p, k, t: (jnp.zeros(()), otu.tree_zeros_like(p), {}), outer)
+def scratch(loss_fn: LossFn, **kwargs: Any) -> MetaLearner:
+    """No pretraining: the meta-gradient is zero and the update is the identity. The keyword
+    arguments of every factory are accepted; ``outer`` (default Adam) only shapes the state,
+    which stays as initialised. ``info["loss"]`` is the mean support loss at the
+    initialisation."""
+    outer = kwargs.get("outer", optax.adam(1e-3))
+    zero = lambda p, k, t: (jnp.zeros(()), otu.tree_zeros_like(p), {})
+    learner = from_meta_grad(zero, outer)
 
     def update(state, key, tasks: Task):
         loss = jnp.mean(jax.vmap(lambda t: loss_fn(state.params, t.support))(tasks))

@@ -27,7 +27,7 @@ import optax
 from jax import lax
 
 from metalab.metalearn.adapt import LeapConfig, LossFn, adapt, leap_accumulator
-from metalab.metalearn.learner import MetaLearner, from_meta_grad, task_mean
+from metalab.metalearn.learner import MetaLearner, bind, task_mean
 from metalab.metalearn.tasks import Task
 
 PyTree = Any
@@ -79,11 +79,11 @@ def leap(
         loss term and the stabiliser).
     """
 
-    def meta_grad(params, key, tasks):
-        del key
-        loss, g = leap_meta_grad(
-            params, tasks, loss_fn=loss_fn, inner_lr=inner_lr, num_steps=num_steps, config=config
-        )
-        return loss, g, {}
-
-    return from_meta_grad(meta_grad, outer)
+    return bind(
+        leap_meta_grad,
+        outer,
+        loss_fn=loss_fn,
+        inner_lr=inner_lr,
+        num_steps=num_steps,
+        config=config,
+    )

@@ -28,7 +28,7 @@ import optax
 PyTree = Any
 MetaGradFn = Callable[[PyTree, jax.Array, Any], tuple[jnp.ndarray, PyTree, dict]]
 
-__all__ = ["MetaLearner", "MetaState", "from_meta_grad", "meta_train", "task_mean"]
+__all__ = ["MetaLearner", "MetaState", "bind", "from_meta_grad", "meta_train", "task_mean"]
 
 
 class MetaState(NamedTuple):
@@ -71,6 +71,22 @@ def from_meta_grad(meta_grad: MetaGradFn, outer: optax.GradientTransformation) -
         }
 
     return MetaLearner(init, update, meta_grad)
+
+
+def bind(
+    meta_grad_fn: Callable[..., tuple[jnp.ndarray, PyTree]],
+    outer: optax.GradientTransformation,
+    **kwargs: Any,
+) -> MetaLearner:
+    """A :class:`MetaLearner` whose meta-gradient is ``meta_grad_fn(params, tasks, **kwargs)
+    -> (loss, grads)`` (a key-free method), applied with ``outer``."""
+
+    def meta_grad(params: PyTree, key: jax.Array, tasks: Any):
+        del key
+        loss, grads = meta_grad_fn(params, tasks, **kwargs)
+        return loss, grads, {}
+
+    return from_meta_grad(meta_grad, outer)
 
 
 def task_mean(fn: Callable[[Any], Any], tasks: Any) -> Any:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from metalab.metalearn.adapt import LossFn, adapt
-from metalab.metalearn.learner import MetaLearner, from_meta_grad
+from metalab.metalearn.learner import MetaLearner, bind
 from metalab.metalearn.tasks import Task
 
 PyTree = Any
@@ -84,28 +84,18 @@ def maml(
     meta-loss (mean query loss after adaptation). Arguments as
     :func:`~metalab.metalearn.leap.leap`, plus ``first_order`` and ``truncation``."""
 
-    def meta_grad(params, key, tasks):
-        del key
-        loss, g = maml_meta_grad(
-            params,
-            tasks,
-            loss_fn=loss_fn,
-            inner_lr=inner_lr,
-            num_steps=num_steps,
-            first_order=first_order,
-            truncation=truncation,
-        )
-        return loss, g, {}
-
-    return from_meta_grad(meta_grad, outer)
+    return bind(
+        maml_meta_grad,
+        outer,
+        loss_fn=loss_fn,
+        inner_lr=inner_lr,
+        num_steps=num_steps,
+        first_order=first_order,
+        truncation=truncation,
+    )
 
 
-def fomaml(
-    loss_fn: LossFn,
-    *,
-    inner_lr: float | jnp.ndarray,
-    num_steps: int,
-    outer: optax.GradientTransformation = optax.adam(1e-3),
-) -> MetaLearner:
-    """First-order MAML: :func:`maml` with ``first_order=True``."""
-    return maml(loss_fn, inner_lr=inner_lr, num_steps=num_steps, outer=outer, first_order=True)
+def fomaml(loss_fn: LossFn, **kwargs: Any) -> MetaLearner:
+    """First-order MAML: :func:`maml` with ``first_order=True`` (keyword arguments
+    ``inner_lr``, ``num_steps``, ``outer``, ``truncation`` as :func:`maml`)."""
+    return maml(loss_fn, first_order=True, **kwargs)

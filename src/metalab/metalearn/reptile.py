@@ -6,8 +6,10 @@ adapted parameters. Written as a meta-*gradient* to be minimised with any optax 
 .. math:: g = \mathbb{E}_\tau\, (\theta_0 - \theta_K^\tau), \qquad
     \theta_0 \leftarrow \theta_0 - \beta g \quad (\text{SGD}),
 
-no backpropagation through the inner loop. Leap with neither loss term nor normalisation
-reduces to exactly this ``g`` (tested).
+no backpropagation through the inner loop. This ``g`` is Leap's meta-gradient with neither
+loss term nor normalisation (the increments :math:`-(\theta_{k+1} - \theta_k)` telescope to
+:math:`\theta_0 - \theta_K`), and is computed as such; the identity is tested against the
+direct difference.
 """
 
 from __future__ import annotations
@@ -15,57 +17,31 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
-import optax
-from jax import lax
-from optax import tree_utils as otu
 
-from metalab.metalearn.adapt import LossFn, adapt
-from metalab.metalearn.learner import MetaLearner, from_meta_grad, task_mean
-from metalab.metalearn.tasks import Task
+from metalab.metalearn.adapt import LeapConfig, LossFn
+from metalab.metalearn.leap import leap, leap_meta_grad
+from metalab.metalearn.learner import MetaLearner
 
 PyTree = Any
-__all__ = ["reptile", "reptile_meta_grad"]
+__all__ = ["REPTILE_AS_LEAP", "reptile", "reptile_meta_grad"]
+
+#: Leap's static choices under which its meta-gradient is Reptile's.
+REPTILE_AS_LEAP = LeapConfig(use_loss=False, normalise=False, stabilise=False)
 
 
-def reptile_meta_grad(
-    params: PyTree,
-    tasks: Task,
-    *,
-    loss_fn: LossFn,
-    inner_lr: float | jnp.ndarray,
-    num_steps: int,
-) -> tuple[jnp.ndarray, PyTree]:
+def reptile_meta_grad(params: PyTree, tasks: Any, **inner: Any) -> tuple[jnp.ndarray, PyTree]:
     """Reptile's meta-gradient :math:`\\mathbb{E}_\\tau(\\theta_0 - \\theta_K)` over a task batch.
 
-    Returns:
-      ``(mean last-step support loss, meta_grad)``.
+    ``inner`` are :func:`~metalab.metalearn.leap.leap_meta_grad`'s ``loss_fn``, ``inner_lr``
+    and ``num_steps``. Returns ``(mean last-step support loss, meta_grad)``.
     """
-    p0 = lax.stop_gradient(params)
-
-    def one(task: Task):
-        res = adapt(loss_fn, p0, task.support, inner_lr=inner_lr, num_steps=num_steps)
-        return res.losses[-1], otu.tree_sub(p0, res.params)
-
-    return task_mean(one, tasks)
+    return leap_meta_grad(params, tasks, config=REPTILE_AS_LEAP, **inner)
 
 
-def reptile(
-    loss_fn: LossFn,
-    *,
-    inner_lr: float | jnp.ndarray,
-    num_steps: int,
-    outer: optax.GradientTransformation = optax.adam(1e-3),
-) -> MetaLearner:
-    """Reptile as a :class:`~metalab.metalearn.learner.MetaLearner` (arguments as
-    :func:`~metalab.metalearn.leap.leap`). With ``outer=optax.sgd(beta)`` this is the
-    paper's batched Reptile step :math:`\\theta_0 \\leftarrow \\theta_0 + \\beta
-    \\mathbb{E}_\\tau(\\theta_K - \\theta_0)`."""
-
-    def meta_grad(params, key, tasks):
-        del key
-        loss, g = reptile_meta_grad(
-            params, tasks, loss_fn=loss_fn, inner_lr=inner_lr, num_steps=num_steps
-        )
-        return loss, g, {}
-
-    return from_meta_grad(meta_grad, outer)
+def reptile(loss_fn: LossFn, **kwargs: Any) -> MetaLearner:
+    """Reptile as a :class:`~metalab.metalearn.learner.MetaLearner`: keyword arguments
+    ``inner_lr``, ``num_steps``, ``outer`` as :func:`~metalab.metalearn.leap.leap` (it is
+    Leap under :data:`REPTILE_AS_LEAP`). With ``outer=optax.sgd(beta)`` this is the paper's
+    batched step :math:`\\theta_0 \\leftarrow \\theta_0 + \\beta\\,\\mathbb{E}_\\tau(\\theta_K -
+    \\theta_0)`."""
+    return leap(loss_fn, config=REPTILE_AS_LEAP, **kwargs)
