@@ -125,16 +125,17 @@ def bench_meta(reps):
     from jax.flatten_util import ravel_pytree
 
     from metalab.bbo.les import init_les_net
-    from metalab.bbo.metabbo import MetaBBOConfig, make_evaluate_candidates, meta_fitness
+    from metalab.bbo.metabbo import MetaBBOConfig, make_size_evaluator, meta_fitness
     from metalab.bbo.problems import LES_TRAIN_FNS
     from metalab.bbo.weights import les_from_evosax
 
-    m, tasks_per_fn = 16, 2  # 16 candidates x (8 functions x 2) = 16 tasks
+    m = 16  # 16 candidates x 16 tasks (functions drawn from 8 training functions)
     fns = LES_TRAIN_FNS[:8]
-    cfg = MetaBBOConfig(train_fns=fns, tasks_per_fn=tasks_per_fn, noise_models=("noiseless",))
+    size = (2, 10, 16, 50, 16)
+    cfg = MetaBBOConfig(train_fns=fns, sizes=(size,), noise_models=("noiseless",))
     theta0, unravel = ravel_pytree(init_les_net(jax.random.PRNGKey(0)))
     thetas = theta0 + 0.1 * jax.random.normal(jax.random.PRNGKey(1), (m, theta0.size))
-    _, evaluate = make_evaluate_candidates(cfg, unravel)
+    evaluate = make_size_evaluator(cfg, size, unravel)
     ours = jax.jit(lambda th, k: meta_fitness(evaluate(th, k)[0]))
 
     # evosax building blocks: LearnedES + MetaBBOBProblem (vmap over a lax.switch of functions)
