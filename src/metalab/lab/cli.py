@@ -191,7 +191,8 @@ def _print_outcome(console: Console, out: RunOutcome) -> None:
     console.print(
         f"[bold]{spec.exp.name}[/] preset={spec.preset} seeds={spec.seeds} "
         f"(computed {len(out.computed)}, reused {len(out.reused)}) "
-        f"compile {out.compile_seconds:.1f}s run {out.run_seconds:.1f}s"
+        f"compile {out.compile_seconds:.1f}s (XLA {out.xla_seconds:.1f}s) "
+        f"run {out.run_seconds:.1f}s"
     )
     for f in out.failures:
         console.print(f"[red]non-finite result, not stored:[/] {f}")

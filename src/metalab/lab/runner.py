@@ -70,6 +70,7 @@ class RunOutcome:
     corrupt: list[CorruptRow] = field(default_factory=list)
     verdict: Verdict | None = None
     compile_seconds: float = 0.0
+    xla_seconds: float = 0.0  # of which XLA compilation (or loading from the compile cache)
     run_seconds: float = 0.0
 
     @property
@@ -201,7 +202,8 @@ def execute(
         status = "interrupted"
         raise Interrupted(out) from None
     finally:
-        out.compile_seconds = max(out.compile_seconds, compile_seconds() - compile_t0)
+        out.xla_seconds = compile_seconds() - compile_t0
+        out.compile_seconds = max(out.compile_seconds, out.xla_seconds)
         out.run_seconds = max(0.0, time.perf_counter() - run_t0 - out.compile_seconds)
         try:
             store.release(owner)
