@@ -36,12 +36,11 @@ def lifetime(L: int, num_meta_steps: int, num_envs: int, rollout_len: int):
         meta_lr=3e-2,
     )
     base = ac.make_hyper(entropy=0.05, lr=8.0, discount=0.9)
-    train = meta_ac.make_meta_train(
-        env, net, cfg, lambda phi, c: base._replace(entropy=jax.nn.sigmoid(phi))
+    train = meta_ac.make_train(
+        cfg, env, net, lambda phi, c: base._replace(entropy=jax.nn.sigmoid(phi))
     )
-    return jax.jit(
-        jax.vmap(lambda k: train(k, jnp.float32(-2.94), jnp.ones(meta_ac.NUM_CONTEXT))["reward"])
-    )
+    params = meta_ac.MetaACParams(jnp.float32(-2.94), jnp.ones(meta_ac.NUM_CONTEXT))
+    return jax.jit(jax.vmap(lambda k: train(k, params)["reward"]))
 
 
 def throughput(args) -> None:
@@ -102,18 +101,16 @@ def meta_grad_fn(K: int, L: int, num_envs: int, rollout_len: int):
     def update_fn(p, phi, x):
         return ac.ac_update(p, base._replace(entropy=jax.nn.sigmoid(phi)), x, net.apply)
 
+    method = bmg.meta_gradient(
+        update_fn,
+        lambda p, x: ac.meta_objective(p, base, x, net.apply),
+        num_bootstrap=L,
+        match="kl",
+        project_fn=lambda p, x: net.apply(p, x.obs[:-1])[0],
+    )
+
     def f(phi):
-        return bmg.meta_gradient(
-            phi,
-            params,
-            update_fn=update_fn,
-            objective_fn=lambda p, x: ac.meta_objective(p, base, x, net.apply),
-            inner_xs=inner,
-            target_x=target,
-            num_bootstrap=L,
-            match="kl",
-            project_fn=lambda p, x: net.apply(p, x.obs[:-1])[0],
-        )[1]
+        return method.meta_grad(phi, params, inner, target)[1]
 
     return f
 

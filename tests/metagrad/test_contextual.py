@@ -42,55 +42,33 @@ def test_recovery_return_hand_computed():
         contextual.recovery_return(r, 20, 2)
 
 
-def _fake(life, rec, fixed):
+def _fake(rng, life, rec, tuned):
     m = {}
     for lv in contextual_mg.LEVELS:
-        m[f"lifetime/mg-{lv}"] = np.float32(life[lv])
-        m[f"recovery/mg-{lv}"] = np.float32(rec[lv])
-    for e, v in fixed.items():
-        m[f"lifetime/fixed-{e:g}"] = np.float32(v)
+        m[f"lifetime/mg-{lv}"] = np.float32(life[lv] + 0.005 * rng.normal())
+        m[f"recovery/mg-{lv}"] = np.float32(rec[lv] + 0.005 * rng.normal())
+        m[f"diverged/mg-{lv}"] = np.float32(0.0)
+    for e in contextual_mg.PRESETS["smoke"].fixed_entropies:
+        m[f"lifetime/fixed-{e:g}"] = np.float32(tuned)
+    m["lifetime/tuned"] = np.float32(tuned + 0.005 * rng.normal())
+    m["tuned_entropy"] = np.float32(0.1)
     return m
 
 
 def test_verdict_can_pass_and_fail():
     cfg = contextual_mg.PRESETS["smoke"]
     rng = np.random.default_rng(0)
-    good = [
-        _fake(
-            {
-                "none": 0.1 + 0.01 * rng.normal(),
-                "performance": 0.2 + 0.01 * rng.normal(),
-                "full": 0.3 + 0.01 * rng.normal(),
-            },
-            {
-                "none": 0.0 + 0.01 * rng.normal(),
-                "performance": 0.1 + 0.01 * rng.normal(),
-                "full": 0.2 + 0.01 * rng.normal(),
-            },
-            {0.01: 0.1 + 0.01 * rng.normal(), 0.1: 0.12 + 0.01 * rng.normal()},
-        )
-        for _ in range(6)
-    ]
-    assert contextual_mg.verdict(good, cfg).reproduced
-    # reversed context ordering and a no-context gain: every check fails
-    bad = [
-        _fake(
-            {
-                "none": 0.5 + 0.01 * rng.normal(),
-                "performance": 0.2 + 0.01 * rng.normal(),
-                "full": 0.1 + 0.01 * rng.normal(),
-            },
-            {
-                "none": 0.3 + 0.01 * rng.normal(),
-                "performance": 0.1 + 0.01 * rng.normal(),
-                "full": 0.0 + 0.01 * rng.normal(),
-            },
-            {0.01: 0.1 + 0.01 * rng.normal(), 0.1: 0.12 + 0.01 * rng.normal()},
-        )
-        for _ in range(6)
-    ]
-    v = contextual_mg.verdict(bad, cfg)
-    assert not any(c.passed for c in v.checks)
+    up = {"none": 0.1, "performance": 0.2, "full": 0.3}
+    down = {"none": 0.3, "performance": 0.2, "full": 0.1}
+    good = [_fake(rng, up, up, tuned=0.1) for _ in range(8)]
+    assert contextual_mg.EXPERIMENT.judge(good, cfg).reproduced
+    # reversed context ordering and no-context MG far above the baseline: every check fails
+    bad = [_fake(rng, down, down, tuned=0.1) for _ in range(8)]
+    assert not any(c.passed for c in contextual_mg.EXPERIMENT.judge(bad, cfg).checks)
+    # no-context MG far *below* the baseline fails the equivalence too (absence of evidence)
+    below = [_fake(rng, up, up, tuned=0.3) for _ in range(8)]
+    checks = contextual_mg.EXPERIMENT.judge(below, cfg).checks
+    assert checks[0].passed and not checks[2].passed
 
 
 def test_bad_config_raises():

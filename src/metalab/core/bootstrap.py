@@ -1,19 +1,20 @@
-r"""Bootstrapped targets and matching functions (Bootstrapped Meta-Learning, Flennerhag et al.).
+r"""Bootstrapped targets and matching functions.
 
-BMG replaces the meta-objective :math:`f(x_K(w))` by a distance to a *target* built from the
-learner's own future:
+A bootstrapped meta-objective replaces :math:`f(x_K(w))` by a distance to a *target* built
+from the learner's own future (as in Flennerhag et al.'s bootstrapped meta-learning; the
+method itself lives in :mod:`metalab.metagrad.bmg`):
 
 .. math::
    \tilde x = \mathrm{sg}\big[\, \underbrace{x_{K+L-1}}_{L-1 \text{ more updates}}
               - \alpha \nabla f(x_{K+L-1}) \big], \qquad
-   \mathcal L_{\mathrm{BMG}}(w) = \mu\big(\tilde x,\, x_K(w)\big),
+   \mathcal L(w) = \mu\big(\tilde x,\, x_K(w)\big),
 
 where ``sg`` stops gradients and :math:`\mu` is a (pseudo-)metric: the squared Euclidean
 distance in supervised settings or a KL divergence between the target's and the learner's
 policies in RL.
 
 Identity (tested): with ``L = 1`` (no extra updates, one gradient step) and
-:math:`\mu = \tfrac12\lVert\cdot\rVert^2`, the BMG meta-gradient equals
+:math:`\mu = \tfrac12\lVert\cdot\rVert^2`, the bootstrapped meta-gradient equals
 :math:`\alpha\,\nabla_w f(x_K(w))`, the plain meta-gradient times the target step size.
 """
 
@@ -27,6 +28,8 @@ import jax.numpy as jnp
 from jax import lax
 
 PyTree = Any
+
+__all__ = ["bootstrap_target", "gradient_step_target", "kl_categorical", "squared_distance"]
 
 
 def squared_distance(target: PyTree, online: PyTree) -> jnp.ndarray:
@@ -70,12 +73,3 @@ def bootstrap_target(
     if final_fn is not None:
         p = final_fn(p)
     return lax.stop_gradient(p)
-
-
-def bmg_loss(
-    online: PyTree,
-    target: PyTree,
-    match: Callable[[PyTree, PyTree], jnp.ndarray] = squared_distance,
-) -> jnp.ndarray:
-    """The BMG meta-loss ``match(sg(target), online)``; differentiate it with respect to ``w``."""
-    return match(lax.stop_gradient(target), online)

@@ -6,6 +6,10 @@ actor-critic meta-learns its entropy-regularisation weight online. The standard 
 re-explore when the rewards swap; BMG's bootstrapped target looks ``L`` updates ahead and keeps
 exploration alive. Claim checked: BMG beats the standard meta-gradient in lifetime return, and
 improves as ``L`` grows.
+
+Declared rules: (1) BMG at the largest L of the config beats the standard meta-gradient in
+lifetime reward (paired t by seed: every L of a seed shares its key); (2) the per-seed OLS
+slope of lifetime reward on log L over L >= 1 is positive (one-sample t over seeds).
 """
 
 from __future__ import annotations
@@ -16,11 +20,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metalab.core import stats
-from metalab.experiments.base import Check, Experiment, Paper, Verdict, param
+from metalab.core.checks import Rule, judge
+from metalab.experiments.base import Experiment, Paper, Verdict, param
 from metalab.metagrad import meta_ac
 from metalab.rl import actor_critic as ac
 from metalab.rl.envs import two_colours as tc
+
+RULES = (
+    Rule(
+        "BMG beats the standard meta-gradient",
+        "superiority",
+        a="lifetime/bmg-top",
+        b="lifetime/mg",
+        direction="greater",
+        paired=True,
+        test="t",
+        doc="BMG (largest L of the config) obtains a higher lifetime return than the standard "
+        "meta-gradient",
+    ),
+    Rule(
+        "BMG improves as L grows",
+        "trend",
+        a="L@x",
+        b="lifetime@L",
+        direction="greater",
+        x_transform="log",
+        test="t",
+        doc="BMG improves with the bootstrap horizon L (slope of lifetime reward on log L, L >= 1)",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +76,7 @@ class BMGTwoColoursConfig:
 
 PRESETS = {
     "smoke": BMGTwoColoursConfig(
-        bootstrap_steps=(0, 2),
+        bootstrap_steps=(0, 1, 2),
         num_meta_steps=40,
         num_envs=2,
         rollout_len=4,
@@ -72,9 +100,10 @@ def _check(config: BMGTwoColoursConfig) -> None:
             "bootstrap_steps must contain 0 (the standard meta-gradient), "
             f"got {config.bootstrap_steps}"
         )
-    if not any(L >= 1 for L in config.bootstrap_steps):
+    if sum(L >= 1 for L in set(config.bootstrap_steps)) < 2:
         raise ValueError(
-            f"bootstrap_steps needs at least one L >= 1 (BMG), got {config.bootstrap_steps}"
+            "bootstrap_steps needs at least two L >= 1 (BMG; the trend rule compares them), "
+            f"got {config.bootstrap_steps}"
         )
     if config.num_meta_steps % config.curve_points:
         raise ValueError(
@@ -105,9 +134,10 @@ def make_lifetime(config: BMGTwoColoursConfig, L: int):
     def hyper_fn(phi, ctx):
         return base._replace(entropy=jax.nn.sigmoid(phi))
 
-    train = meta_ac.make_meta_train(env, net, cfg, hyper_fn)
+    train = meta_ac.make_train(cfg, env, net, hyper_fn)
     phi0 = jnp.asarray(np.log(config.init_entropy / (1.0 - config.init_entropy)), jnp.float32)
-    return lambda key: train(key, phi0, jnp.ones(meta_ac.NUM_CONTEXT))
+    params = meta_ac.MetaACParams(phi0, jnp.ones(meta_ac.NUM_CONTEXT))
+    return lambda key: train(key, params)
 
 
 def run(config: BMGTwoColoursConfig, key: jax.Array) -> dict[str, jax.Array]:
@@ -128,68 +158,27 @@ def run(config: BMGTwoColoursConfig, key: jax.Array) -> dict[str, jax.Array]:
     return out
 
 
-def verdict(metrics_list, config: BMGTwoColoursConfig) -> Verdict:
+def verdict(data: dict[str, np.ndarray], config: BMGTwoColoursConfig) -> Verdict:
     Ls = sorted(L for L in config.bootstrap_steps if L >= 1)
-    life = {L: np.array([m[f"lifetime/{_label(L)}"] for m in metrics_list]) for L in [0, *Ls]}
-    top = Ls[-1]
-    t = stats.welch_t(life[top], life[0], alternative="greater")
-    diff = float(life[top].mean() - life[0].mean())
-    checks = [
-        Check(
-            name=f"BMG (L={top}) beats the standard meta-gradient",
-            statistic="mean lifetime reward difference (BMG - MG)",
-            value=diff,
-            p_value=t.p_value,
-            effect_size=t.effect_size,
-            threshold="Welch one-sided p < 0.05 and difference > 0",
-            passed=bool(t.p_value < 0.05 and diff > 0),
-            test=t.test,
-        )
-    ]
-    if len(Ls) >= 2:
-        x = np.concatenate([np.full(len(life[L]), np.log2(L)) for L in Ls])
-        y = np.concatenate([life[L] for L in Ls])
-        slope, lo, hi = _slope_ci(x, y)
-        p = _slope_p(x, y)
-        checks.append(
-            Check(
-                name="BMG improves as L grows",
-                statistic="OLS slope of lifetime reward on log2(L), L >= 1",
-                value=slope,
-                ci=(lo, hi),
-                p_value=p,
-                threshold="slope > 0 with one-sided p < 0.05",
-                passed=bool(slope > 0 and p < 0.05),
-                test="OLS t-test on the slope (one-sided)",
-            )
-        )
+    life = {L: np.asarray(data[f"lifetime/{_label(L)}"]) for L in [0, *Ls]}
+    derived = {
+        "lifetime/bmg-top": life[Ls[-1]],
+        "L@x": np.asarray(Ls, dtype=np.float64),
+        "lifetime@L": np.stack([life[L] for L in Ls], axis=1),
+    }
+    checks = judge(RULES, {**data, **derived})
     means = ", ".join(f"{_label(L)}={life[L].mean():.4f}" for L in [0, *Ls])
     return Verdict(
-        checks=tuple(checks),
+        checks=checks,
         summary=f"Mean lifetime reward per step: {means}.",
         notes=(
             "Entropy weight = sigmoid(phi), meta-learned online with Adam; K inner actor-critic "
             "updates, BMG target = L-1 further updates on the latest rollout plus one step on the "
             "entropy-free actor-critic loss, KL matching of policies on that rollout's states. "
             "Toroidal grid with egocentric features and a linear actor-critic (an approximation "
-            "of the paper's agent). Quick scale: 16 envs x 8 steps x 5000 updates per lifetime."
+            f"of the paper's agent). 'bmg-top' is L={Ls[-1]}."
         ),
     )
-
-
-def _slope_ci(x, y):
-    from scipy import stats as sps
-
-    r = sps.linregress(x, y)
-    h = float(r.stderr * sps.t.ppf(0.975, len(x) - 2))
-    return float(r.slope), float(r.slope - h), float(r.slope + h)
-
-
-def _slope_p(x, y) -> float:
-    from scipy import stats as sps
-
-    r = sps.linregress(x, y, alternative="greater")
-    return float(r.pvalue)
 
 
 EXPERIMENT = Experiment(
@@ -209,6 +198,7 @@ EXPERIMENT = Experiment(
     presets=PRESETS,
     run=run,
     verdict=verdict,
+    rules=RULES,
     seeds={"smoke": 2, "quick": 8, "full": 20},
     tags=("metagrad", "rl", "bmg"),
 )

@@ -5,25 +5,67 @@ features (agent performance, signals of change) gives faster adaptation and high
 return; without context, meta-gradients give no consistent gain over a tuned baseline in highly
 non-stationary environments. Reproduction: the two-colours world with frequent reward swaps; an
 actor-critic whose entropy weight and step size are meta-learned as functions of no / performance
-/ full context, against a grid of fixed entropy weights (the tuned baseline is the grid's best).
+/ full context, against a grid of fixed entropy weights. The tuned baseline is the grid value
+with the best lifetime reward on a validation lifetime (its own key, disjoint from the
+evaluation lifetime's), evaluated on the evaluation lifetime.
+
+Declared rules (the abstract's three findings): (1) the per-seed slope of lifetime reward on the
+context level (none = 0, performance = 1, full = 2) is positive; (2) the same for the reward in
+the window after each change (faster adaptation); (3) without context, meta-gradients give no
+consistent advantage over the tuned baseline: an equivalence test (TOST, paired by seed) with a
+declared margin of 0.02 reward per step, so that absence of evidence cannot pass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats as sps
 
-from metalab.core import stats
-from metalab.experiments.base import Check, Experiment, Paper, Verdict, param
+from metalab.core.checks import Rule, judge
+from metalab.experiments.base import Experiment, Paper, Verdict, param
 from metalab.metagrad import contextual, meta_ac
 from metalab.rl import actor_critic as ac
 from metalab.rl.envs import two_colours as tc
 
 LEVELS = ("none", "performance", "full")
+EQUIVALENCE_MARGIN = 0.02
+
+RULES = (
+    Rule(
+        "more context gives a higher lifetime return",
+        "trend",
+        a="level@x",
+        b="lifetime@level",
+        direction="greater",
+        test="t",
+        doc="adding more contextual information leads to increased performance over a lifetime",
+    ),
+    Rule(
+        "more context gives faster adaptation",
+        "trend",
+        a="level@x",
+        b="recovery@level",
+        direction="greater",
+        test="t",
+        doc="adding more contextual information leads to faster adaptation (reward in the "
+        "window after each change)",
+    ),
+    Rule(
+        "no-context meta-gradient gives no consistent advantage",
+        "equivalence",
+        a="lifetime/mg-none",
+        b="lifetime/tuned",
+        margin=EQUIVALENCE_MARGIN,
+        paired=True,
+        test="t",
+        doc="without context, meta-gradients do not provide a consistent advantage over the "
+        "(tuned) baseline in highly non-stationary environments (margin 0.02 reward/step)",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -91,12 +133,12 @@ def _trainer(c: ContextualMGConfig, mode: str):
     )
     base = ac.make_hyper(entropy=c.entropy, lr=c.lr, discount=c.discount)
     hyper_fn = contextual.make_hyper_fn(base, c.entropy_max, c.lr_max)
-    return meta_ac.make_meta_train(
+    return meta_ac.make_train(
+        cfg,
         tc.env_fns(env_params),
         ac.ACNet(num_actions=tc.NUM_ACTIONS),
-        cfg,
         hyper_fn,
-        phase_fn=lambda s: tc.phase(s, env_params),
+        phase_fn=partial(tc.phase, params=env_params),
     )
 
 
@@ -124,97 +166,59 @@ def run(config: ContextualMGConfig, key: jax.Array) -> dict[str, jax.Array]:
         for e in c.fixed_entropies
     ]
     phis = jax.tree.map(lambda *xs: jnp.stack(xs), *phis)
-    mf = jax.vmap(lambda p: fixed(key, p, jnp.ones(meta_ac.NUM_CONTEXT)))(phis)
+    ones = jnp.ones(meta_ac.NUM_CONTEXT)
+    k_val = jax.random.fold_in(key, 7)  # the validation lifetime: its own key
+    mv = jax.vmap(lambda p: fixed(k_val, meta_ac.MetaACParams(p, ones)))(phis)
+    best = jnp.argmax(jnp.mean(mv["reward"], axis=-1))
+    mf = jax.vmap(lambda p: fixed(key, meta_ac.MetaACParams(p, ones)))(phis)
     for i, e in enumerate(c.fixed_entropies):
         record(f"fixed-{e:g}", jax.tree.map(lambda a, i=i: a[i], mf))
+    record("tuned", jax.tree.map(lambda a: a[best], mf))
+    out["tuned_entropy"] = jnp.asarray(c.fixed_entropies, jnp.float32)[best]
     # meta-gradients with no / performance / full context (vmapped over the mask)
     meta = _trainer(c, "meta")
     phi0 = contextual.init_phi(c.entropy, c.lr, c.entropy_max, c.lr_max)
     masks = jnp.stack([contextual.context_mask(lv) for lv in LEVELS])
-    mm = jax.vmap(lambda mk: meta(key, phi0, mk))(masks)
+    mm = jax.vmap(lambda mk: meta(key, meta_ac.MetaACParams(phi0, mk)))(masks)
     for i, lv in enumerate(LEVELS):
         record(f"mg-{lv}", jax.tree.map(lambda a, i=i: a[i], mm))
     return out
 
 
-def _trend(metrics_list, group: str) -> tuple[float, float, float, float]:
-    x = np.concatenate([np.full(len(metrics_list), i, float) for i in range(len(LEVELS))])
-    y = np.concatenate([[m[f"{group}/mg-{lv}"] for m in metrics_list] for lv in LEVELS])
-    r = sps.linregress(x, y, alternative="greater")
-    h = float(r.stderr * sps.t.ppf(0.975, len(x) - 2))
-    return float(r.slope), float(r.pvalue), float(r.slope - h), float(r.slope + h)
-
-
-def verdict(metrics_list, config: ContextualMGConfig) -> Verdict:
-    checks = []
-    for group, what in (
-        ("lifetime", "lifetime return"),
-        ("recovery", "return right after each change"),
-    ):
-        slope, p, lo, hi = _trend(metrics_list, group)
-        checks.append(
-            Check(
-                name=f"more context gives a higher {what}",
-                statistic=(
-                    f"OLS slope of {group} reward on context level (none=0, performance=1, full=2)"
-                ),
-                value=slope,
-                p_value=p,
-                ci=(lo, hi),
-                threshold="slope > 0 with one-sided p < 0.05",
-                passed=bool(slope > 0 and p < 0.05),
-                test="OLS t-test on the slope (one-sided)",
-            )
-        )
-    fixed = {
-        e: np.array([m[f"lifetime/fixed-{e:g}"] for m in metrics_list])
-        for e in config.fixed_entropies
+def verdict(data: dict[str, np.ndarray], config: ContextualMGConfig) -> Verdict:
+    derived = {
+        "level@x": np.arange(len(LEVELS), dtype=np.float64),
+        "lifetime@level": np.stack([data[f"lifetime/mg-{lv}"] for lv in LEVELS], axis=1),
+        "recovery@level": np.stack([data[f"recovery/mg-{lv}"] for lv in LEVELS], axis=1),
     }
-    best = max(fixed, key=lambda e: fixed[e].mean())
-    none = np.array([m["lifetime/mg-none"] for m in metrics_list])
-    t = stats.welch_t(none, fixed[best], alternative="greater")
-    diff = float(none.mean() - fixed[best].mean())
-    checks.append(
-        Check(
-            name="no-context meta-gradient gives no consistent gain over the tuned baseline",
-            statistic=f"mean lifetime difference mg-none - fixed-{best:g} (best of the grid)",
-            value=diff,
-            p_value=t.p_value,
-            effect_size=t.effect_size,
-            threshold="NOT (Welch one-sided p < 0.05 that mg-none beats the tuned baseline)",
-            passed=bool(not (t.p_value < 0.05 and diff > 0)),
-            test=t.test,
-        )
-    )
-    life = {lv: np.mean([m[f"lifetime/mg-{lv}"] for m in metrics_list]) for lv in LEVELS}
-    rec = {lv: np.mean([m[f"recovery/mg-{lv}"] for m in metrics_list]) for lv in LEVELS}
-    div = {
-        lv: int(sum(float(m.get(f"diverged/mg-{lv}", 0.0)) > 0 for m in metrics_list))
-        for lv in LEVELS
-    }
+    checks = judge(RULES, {**data, **derived})
+    life = {lv: float(np.mean(data[f"lifetime/mg-{lv}"])) for lv in LEVELS}
+    rec = {lv: float(np.mean(data[f"recovery/mg-{lv}"])) for lv in LEVELS}
+    fixed = {e: float(np.mean(data[f"lifetime/fixed-{e:g}"])) for e in config.fixed_entropies}
+    n = len(data["lifetime/tuned"])
+    div = {lv: int(np.sum(np.asarray(data[f"diverged/mg-{lv}"]) > 0)) for lv in LEVELS}
     return Verdict(
-        checks=tuple(checks),
+        checks=checks,
         summary=(
             "Lifetime reward/step: "
             + ", ".join(f"mg-{lv}={life[lv]:.4f}" for lv in LEVELS)
-            + ", "
-            + ", ".join(f"fixed-{e:g}={fixed[e].mean():.4f}" for e in fixed)
+            + f", tuned={float(np.mean(data['lifetime/tuned'])):.4f}, "
+            + ", ".join(f"fixed-{e:g}={v:.4f}" for e, v in fixed.items())
             + ". Recovery (first window after changes): "
             + ", ".join(f"mg-{lv}={rec[lv]:.4f}" for lv in LEVELS)
             + ". Lifetimes whose learner diverged (non-finite parameters): "
-            + ", ".join(f"mg-{lv}={div[lv]}/{len(metrics_list)}" for lv in LEVELS)
+            + ", ".join(f"mg-{lv}={div[lv]}/{n}" for lv in LEVELS)
             + "."
         ),
         notes=(
             "Entropy weight and step size are sigmoid-bounded linear functions of masked context "
             "features (bias; fast reward average; fast-slow reward difference; mean |TD error|; "
             "normalised policy entropy; time since the last swap over the period, an oracle signal "
-            "of change). The tuned baseline is the best fixed entropy weight chosen on the same "
-            "seeds (an optimistic baseline). 'No consistent gain' passes by absence of a "
-            "significant gain, which at a handful of seeds is weak evidence. Environment: "
-            "toroidal 5x5 two-colours with egocentric features (an approximation of the paper's "
-            "environments). At quick scale the claim's lifetime part did not reproduce with the "
-            "standard meta-gradient nor with num_bootstrap=2 (see docs/metagrad-rl.md)."
+            "of change). These features, the environment (toroidal 5x5 two-colours with "
+            "egocentric features) and the functional form are ours: only the paper's abstract "
+            "was reachable (see docs/metagrad-rl.md). The tuned baseline's entropy weight is "
+            "chosen on a validation lifetime with its own key (median choice "
+            f"{float(np.median(data['tuned_entropy'])):g})."
         ),
     )
 
@@ -236,6 +240,7 @@ EXPERIMENT = Experiment(
     presets=PRESETS,
     run=run,
     verdict=verdict,
+    rules=RULES,
     seeds={"smoke": 2, "quick": 6, "full": 20},
     tags=("metagrad", "rl", "non-stationary"),
 )

@@ -29,12 +29,20 @@ advantage (:mod:`metalab.rl.envs.garnet`). The objective :math:`J(\pi)=\rho^\top
   The prediction is pulled towards where the policy actually went: :math:`\beta` grows
   while successive steps agree and shrinks after an overshoot.
 
-``solve(mdp, method, ...)`` runs ``num_iters`` iterations in one ``lax.scan`` and returns the
-curve of :math:`J(\pi_t)` (and :math:`\beta_t`).
+Inexact advantages (``AcceleratedPGConfig.adv_noise = sigma > 0``): every advantage the update
+uses is :math:`A + \sigma\,\xi` with :math:`\xi \sim N(0, 1)` i.i.d. per (s, a) and iteration,
+a stand-in for sampled estimates; with noise a large step overshoots, with exact advantages
+NPG never does.
+
+Protocol: ``train = make_train(AcceleratedPGConfig(method, num_iters))`` then
+``train(mdp, PGParams(lr, beta, meta_lr), key) -> {"J": [T+1], "beta": [T+1]}`` (one
+``lax.scan``). ``PGParams`` is traced, so a grid of step sizes is one ``vmap``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -42,6 +50,19 @@ import jax.numpy as jnp
 from jax import lax
 
 from metalab.rl.envs.garnet import GarnetMDP, discounted_visitation, expected_return, q_values
+
+__all__ = [
+    "METHODS",
+    "AcceleratedPGConfig",
+    "PGParams",
+    "PGState",
+    "advantage",
+    "iterations_to_optimal",
+    "make_train",
+    "overshoot",
+    "policy_gradient",
+    "prediction_loss",
+]
 
 METHODS = ("pg", "npg", "optimistic-naive", "optimistic", "adaptive")
 
@@ -55,6 +76,34 @@ class PGState(NamedTuple):
     adv_prev: jnp.ndarray
     beta: jnp.ndarray
     beta_v: jnp.ndarray
+
+
+class PGParams(NamedTuple):
+    """Traced hyper-parameters: step size ``lr``, (initial) prediction coefficient ``beta`` of
+    the optimistic methods, RMS-normalised meta step ``meta_lr`` on beta (adaptive)."""
+
+    lr: jnp.ndarray
+    beta: jnp.ndarray = 0.0
+    meta_lr: jnp.ndarray = 0.0
+
+
+@dataclass(frozen=True)
+class AcceleratedPGConfig:
+    """Static choices: ``method`` (one of ``METHODS``), ``num_iters``, ``beta_max`` (the
+    adaptive coefficient's upper clip), ``adv_noise`` (std of the advantage noise; 0 = exact)."""
+
+    method: str = "npg"
+    num_iters: int = 100
+    beta_max: float = 0.99
+    adv_noise: float = 0.0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.num_iters < 1:
+            raise ValueError(f"num_iters must be >= 1, got {self.num_iters}")
+        if self.adv_noise < 0:
+            raise ValueError(f"adv_noise must be >= 0, got {self.adv_noise}")
 
 
 def advantage(mdp: GarnetMDP, z: jnp.ndarray) -> jnp.ndarray:
@@ -79,75 +128,62 @@ def prediction_loss(beta, z, z_prev, target, weights) -> jnp.ndarray:
     return jnp.sum(weights * jnp.sum(jnp.exp(lt) * (lt - ly), -1))
 
 
-def step(
-    mdp: GarnetMDP,
-    state: PGState,
-    method: str,
-    lr,
-    meta_lr=0.0,
-    beta_max=0.99,
-) -> PGState:
-    """One iteration of ``method`` (one of ``METHODS``); see the module docstring."""
-    z = state.z
-    if method == "pg":
-        return state._replace(z=z + lr * policy_gradient(mdp, z), z_prev=z)
-    if method == "npg":
-        return state._replace(z=z + lr * advantage(mdp, z), z_prev=z)
-    if method == "optimistic-naive":
-        a = advantage(mdp, z)
-        return state._replace(z=z + lr * (2.0 * a - state.adv_prev), z_prev=z, adv_prev=a)
-    if method in ("optimistic", "adaptive"):
-        y = z + state.beta * (z - state.z_prev)
-        z_next = y + lr * advantage(mdp, y)
-        beta = state.beta
-        if method == "adaptive":
-            w = discounted_visitation(mdp, jax.nn.softmax(z, -1))
-            g = jax.grad(prediction_loss)(state.beta, z, state.z_prev, z_next, w)
-            v = state.beta_v + 0.1 * (g * g - state.beta_v)
-            beta = jnp.clip(state.beta - meta_lr * g / (jnp.sqrt(v) + 1e-12), 0.0, beta_max)
-            return PGState(z=z_next, z_prev=z, adv_prev=state.adv_prev, beta=beta, beta_v=v)
+def _adv(cfg: AcceleratedPGConfig, mdp: GarnetMDP, z, key) -> jnp.ndarray:
+    a = advantage(mdp, z)
+    if cfg.adv_noise > 0:
+        a = a + cfg.adv_noise * jax.random.normal(key, a.shape)
+    return a
+
+
+def _step(cfg: AcceleratedPGConfig, mdp: GarnetMDP, hp: PGParams, state: PGState, key):
+    """One iteration of ``cfg.method``; see the module docstring."""
+    z, m = state.z, cfg.method
+    if m == "pg":
+        pi = jax.nn.softmax(z, -1)
+        d = discounted_visitation(mdp, pi)
+        g = d[:, None] * pi * _adv(cfg, mdp, z, key) / (1.0 - mdp.gamma)
+        return state._replace(z=z + hp.lr * g, z_prev=z)
+    if m == "npg":
+        return state._replace(z=z + hp.lr * _adv(cfg, mdp, z, key), z_prev=z)
+    if m == "optimistic-naive":
+        a = _adv(cfg, mdp, z, key)
+        return state._replace(z=z + hp.lr * (2.0 * a - state.adv_prev), z_prev=z, adv_prev=a)
+    y = z + state.beta * (z - state.z_prev)
+    z_next = y + hp.lr * _adv(cfg, mdp, y, key)
+    if m == "optimistic":
         return state._replace(z=z_next, z_prev=z)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    w = discounted_visitation(mdp, jax.nn.softmax(z, -1))
+    g = jax.grad(prediction_loss)(state.beta, z, state.z_prev, z_next, w)
+    v = state.beta_v + 0.1 * (g * g - state.beta_v)
+    beta = jnp.clip(state.beta - hp.meta_lr * g / (jnp.sqrt(v) + 1e-12), 0.0, cfg.beta_max)
+    return PGState(z=z_next, z_prev=z, adv_prev=state.adv_prev, beta=beta, beta_v=v)
 
 
-def solve(
-    mdp: GarnetMDP,
-    method: str,
-    num_iters: int,
-    lr: float,
-    beta: float = 0.0,
-    meta_lr: float = 0.0,
-    beta_max: float = 0.99,
-) -> dict[str, jnp.ndarray]:
-    """Run ``num_iters`` iterations from uniform logits; returns ``{"J": [T+1], "beta": [T+1]}``.
+def _body(cfg, mdp, hp, s, k):
+    s2 = _step(cfg, mdp, hp, s, k)
+    return s2, (expected_return(mdp, jax.nn.softmax(s2.z, -1)), s2.beta)
 
-    ``beta`` is the (initial) prediction coefficient of the optimistic methods.
+
+def make_train(config: AcceleratedPGConfig):
+    """``train(mdp, PGParams, key=None) -> {"J": [T+1], "beta": [T+1]}`` from uniform logits.
+
+    ``key`` draws the advantage noise (needed only when ``config.adv_noise > 0``).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if num_iters < 1:
-        raise ValueError(f"num_iters must be >= 1, got {num_iters}")
-    if not isinstance(lr, jax.Array) and lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if not isinstance(beta, jax.Array) and not 0.0 <= beta <= beta_max:
-        raise ValueError(f"beta must be in [0, beta_max={beta_max}], got {beta}")
-    S, A = mdp.R.shape
-    z0 = jnp.zeros((S, A))
-    s0 = PGState(
-        z=z0,
-        z_prev=z0,
-        adv_prev=advantage(mdp, z0),
-        beta=jnp.asarray(beta, jnp.float32),
-        beta_v=jnp.zeros(()),
-    )
 
-    def body(s, _):
-        s2 = step(mdp, s, method, lr, meta_lr, beta_max)
-        return s2, (expected_return(mdp, jax.nn.softmax(s2.z, -1)), s2.beta)
+    def train(mdp: GarnetMDP, params: PGParams, key: jax.Array | None = None) -> dict:
+        if key is None:
+            key = jax.random.PRNGKey(0)
+        S, A = mdp.R.shape
+        z0 = jnp.zeros((S, A))
+        hp = PGParams(*(jnp.asarray(x, jnp.float32) for x in params))
+        s0 = PGState(z0, z0, advantage(mdp, z0), hp.beta, jnp.zeros(()))
+        _, (J, b) = lax.scan(
+            partial(_body, config, mdp, hp), s0, jax.random.split(key, config.num_iters)
+        )
+        J0 = expected_return(mdp, jax.nn.softmax(z0, -1))
+        return {"J": jnp.concatenate([J0[None], J]), "beta": jnp.concatenate([hp.beta[None], b])}
 
-    _, (J, b) = lax.scan(body, s0, None, length=num_iters)
-    J0 = expected_return(mdp, jax.nn.softmax(z0, -1))
-    return {"J": jnp.concatenate([J0[None], J]), "beta": jnp.concatenate([s0.beta[None], b])}
+    return train
 
 
 def iterations_to_optimal(J: jnp.ndarray, J_star, eps_rel: float) -> jnp.ndarray:
@@ -161,16 +197,3 @@ def overshoot(J: jnp.ndarray, J_star) -> jnp.ndarray:
     """Largest drop ``J_t - J_{t+1}`` between consecutive iterates, relative to ``J* - J_0``."""
     drops = jnp.maximum(J[:-1] - J[1:], 0.0)
     return jnp.max(drops) / jnp.maximum(J_star - J[0], 1e-12)
-
-
-__all__ = [
-    "METHODS",
-    "PGState",
-    "advantage",
-    "iterations_to_optimal",
-    "overshoot",
-    "policy_gradient",
-    "prediction_loss",
-    "solve",
-    "step",
-]

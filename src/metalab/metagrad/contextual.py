@@ -18,7 +18,7 @@ scheduled change as a fraction of the period.
 
 Context levels (masks): ``"none"`` (bias only: a plain meta-gradient, constant but learned
 hyperparameters), ``"performance"`` (+ reward and change signal), ``"full"`` (everything).
-The fixed-hyperparameter baseline is :func:`metalab.metagrad.meta_ac.make_meta_train` with
+The fixed-hyperparameter baseline is :func:`metalab.metagrad.meta_ac.make_train` with
 ``mode="fixed"``.
 """
 
@@ -30,6 +30,8 @@ import numpy as np
 
 from metalab.metagrad.meta_ac import CONTEXT_NAMES, NUM_CONTEXT
 from metalab.rl.actor_critic import ACHyper
+
+__all__ = ["CONTEXT_LEVELS", "context_mask", "init_phi", "make_hyper_fn", "recovery_return"]
 
 CONTEXT_LEVELS = {
     "none": ("bias",),

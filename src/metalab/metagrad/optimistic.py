@@ -1,4 +1,4 @@
-r"""Optimisation as online meta-learning: fixed rules, meta-learned rules, and optimistic BMG.
+r"""Optimisation as online meta-learning: fixed rules, meta-learned rules, and optimism via BMG.
 
 Reference: Flennerhag, Zahavy, O'Donoghue, van Hasselt, György, Singh (2023),
 *Optimistic Meta-Gradients*, NeurIPS, arXiv:2301.03236.
@@ -12,28 +12,36 @@ Fixed baselines (step size ``eta``, usually ``1/L``):
 * Nesterov (convex schedule): :math:`y_t = x_t + \tfrac{t-1}{t+2}(x_t - x_{t-1})`,
   :math:`x_{t+1} = y_t - \eta \nabla f(y_t)`, the accelerated :math:`O(1/T^2)` method.
 
-Meta-learned update rule. The learner's update has meta-parameters
-:math:`w = (a, m)`, a log step-size multiplier and a momentum logit:
+Meta-learned update rule (the paper's single-task setting, as we read it; it builds on
+Joulani et al. 2020's optimistic FTRL with iterate averaging). The learner's update rule has
+meta-parameters :math:`w \in \mathbb R^d` and moves the iterate towards them with averaging
+weights :math:`\alpha_t = t`, :math:`A_t = \sum_{s\le t}\alpha_s`:
 
 .. math::
-   x_{t+1} = \varphi(x_t, x_{t-1}; w) = x_t - \tfrac{e^{a}}{L}\nabla f(x_t)
-             + \sigma(m)\,(x_t - x_{t-1}).
+   x_t(w) = x_{t-1} + \tfrac{\alpha_t}{A_t}\,(w - x_{t-1}),
 
-After each step, ``w`` is updated online by a meta-optimiser (Adam) on a meta-objective of
-the one-step map :math:`w \mapsto x_{t+1}(w)`:
+the meta-objective of step ``t`` is :math:`h_t(w) = f(x_t(w))` (a one-step meta-horizon) and
+its meta-gradient :math:`\nabla h_t(w_t) = \tfrac{\alpha_t}{A_t}\nabla f(x_t)`. The
+meta-learner is FTRL with an AdaGrad-norm regulariser on the linearised meta-losses
+:math:`\hat g_t = A_t \nabla h_t(w_t) = \alpha_t \nabla f(x_t)`,
 
-* **meta-gradient (MG)**: :math:`h_t(w) = f(x_{t+1}(w))`, i.e. :math:`\nabla_w h_t =
-  J_t^\top \nabla f(x_{t+1})` with :math:`J_t = \partial x_{t+1} / \partial w`. The paper shows
-  that momentum is a special case of such meta-gradients and that a meta-learned rule can
-  speed convergence only up to a constant factor.
-* **bootstrapped meta-gradient (BMG)** with an ``L``-step target: roll the *current* rule
-  :math:`L-1` steps further from :math:`x_{t+1}` (a prediction of where the learner is going),
-  then take one gradient step, and match: :math:`\tilde x = \mathrm{sg}[\hat x_{t+L} -
-  \eta_T \nabla f(\hat x_{t+L})]`, :math:`h_t(w) = \tfrac12 \lVert x_{t+1}(w) - \tilde x
-  \rVert^2`. With ``L = 1`` the gradient is :math:`\eta_T` times MG's (an exact identity, and
-  Adam is invariant to that scale); with ``L >= 2`` the target carries a prediction of future
-  updates and gradients, which is the *optimism* the paper identifies as what acceleration
-  needs.
+.. math::
+   w_t = w_0 - \eta_t\Big(\sum_{s<t}\hat g_s + \tilde g_t\Big), \qquad
+   \eta_t = \frac{D}{\sqrt{\lVert\hat g_0\rVert^2 + \sum_{s<t}\lVert\hat g_s - \tilde g_s\rVert^2}},
+
+* **MG** (no optimism): :math:`\tilde g_t = 0`. The paper's claim 2: this converges faster
+  than GD by at most a constant factor, not at the accelerated rate;
+* **optimistic MG via BMG**: :math:`\tilde g_t` is a hint of the *next* meta-gradient, the
+  meta-gradient at the point the learner reaches if the meta-parameters stay,
+  :math:`\tilde x_t = x_t(w_{t-1})`. It is computed as BMG computes it: the bootstrapped target
+  :math:`z = \mathrm{sg}[\tilde x_t - c\nabla f(\tilde x_t)]` matched by
+  :math:`\tfrac12\lVert x_t(w) - z\rVert^2`, whose gradient at :math:`w_{t-1}` divided by
+  ``c`` equals :math:`\nabla h_t` evaluated at :math:`\tilde x_t` (tested). Claim 3: this
+  optimism gives acceleration.
+
+``D`` is set by the traced :class:`FTRLParams` as ``D = scale * ||g_0|| / L``, i.e. the first
+meta-step is ``scale / L`` (a step of the stable size of gradient descent); AdaGrad then
+shrinks it as the prediction errors accumulate. :math:`w_0 = x_0`.
 
 A run that diverges (non-finite or exploding objective) is frozen at its last finite iterate
 and flagged, so the metrics stay finite and the divergence is reported, not hidden.
@@ -42,44 +50,51 @@ and flagged, so the metrics stay finite and the divergence is reported, not hidd
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
+from optax import tree_utils as otu
 
-from metalab.core.bootstrap import bmg_loss, bootstrap_target, squared_distance
+from metalab.core.bootstrap import squared_distance
+from metalab.metagrad.bmg import MetaGradient, matching_loss
+from metalab.metagrad.problems import ConvexProblem
+
+__all__ = [
+    "FTRLParams",
+    "FTRLState",
+    "MetaOptConfig",
+    "Trace",
+    "averaging_meta_gradient",
+    "bmg_hint",
+    "displacement_meta_learning",
+    "gradient_descent",
+    "heavy_ball",
+    "heavy_ball_tuned",
+    "iterations_to",
+    "make_train",
+    "momentum_family",
+    "nesterov",
+    "nesterov_schedule",
+]
 
 Objective = Callable[[jnp.ndarray], jnp.ndarray]
 DIVERGENCE_FACTOR = 1e8  # a run whose suboptimality exceeds this multiple of the start's
 
 
-class RuleParams(NamedTuple):
-    """Meta-parameters of :func:`update_rule` (traced; can be vmapped or meta-learned).
-
-    Attributes:
-      log_lr: ``a``; the step size is ``exp(a) / L``.
-      momentum_logit: ``m``; the momentum coefficient is ``sigmoid(m)`` in (0, 1).
-    """
-
-    log_lr: jnp.ndarray
-    momentum_logit: jnp.ndarray
-
-
 class Trace(NamedTuple):
-    """Per-step record of a run: ``subopt[t] = f(x_t) - f*`` for t = 0..T, rule parameters
-    (``lr`` in units of 1/L, ``momentum``) in effect at each of the T steps, and ``diverged``."""
+    """Per-step record of a run: ``subopt[t] = f(x_t) - f*`` for t = 0..T, the step in effect
+    at each of the T steps (``lr``: the fixed rules' step; the meta-learner's FTRL step
+    ``eta_t`` times ``L``), ``momentum`` (the fixed rules' beta; zeros for the meta-learner)
+    and ``diverged``."""
 
     subopt: jnp.ndarray
     lr: jnp.ndarray
     momentum: jnp.ndarray
     diverged: jnp.ndarray
-
-
-def update_rule(w: RuleParams, x: jnp.ndarray, x_prev: jnp.ndarray, grad: jnp.ndarray, L):
-    r""":math:`x - (e^a/L)\,g + \sigma(m)(x - x_{prev})`."""
-    return x - jnp.exp(w.log_lr) / L * grad + jax.nn.sigmoid(w.momentum_logit) * (x - x_prev)
 
 
 def _guard(f_star, f0):
@@ -151,131 +166,131 @@ def nesterov(f: Objective, x0: jnp.ndarray, f_star, lr, steps: int) -> Trace:
     return momentum_family(f, x0, f_star, lr, s, s, steps)
 
 
-class MetaLearnerState(NamedTuple):
-    """State of :func:`meta_learned`: iterates, rule parameters and the meta-optimiser."""
+class FTRLParams(NamedTuple):
+    """Traced hyper-parameter of the meta-learner: ``scale`` (first meta-step ``scale / L``)."""
+
+    scale: jnp.ndarray
+
+
+@dataclass(frozen=True)
+class MetaOptConfig:
+    """Static choices: ``optimistic`` (use BMG's next-gradient hint), ``steps`` (T),
+    ``target_step`` (``c`` of the BMG target, in units of 1/L; the hint does not depend on it
+    beyond rounding)."""
+
+    optimistic: bool = True
+    steps: int = 1000
+    target_step: float = 1.0
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.target_step <= 0:
+            raise ValueError(f"target_step must be > 0, got {self.target_step}")
+
+
+class FTRLState(NamedTuple):
+    """Meta-learner state: iterate ``x``, meta-parameters ``w`` (and their start ``w0``), sum of
+    scaled meta-gradients ``G``, sum of squared prediction errors ``V`` (initialised at
+    ``||g_0||^2``), next step ``t`` (1-based), ``dead`` (diverged)."""
 
     x: jnp.ndarray
-    x_prev: jnp.ndarray
-    w: RuleParams
-    opt_state: optax.OptState
+    w: jnp.ndarray
+    w0: jnp.ndarray
+    G: jnp.ndarray
+    V: jnp.ndarray
+    t: jnp.ndarray
     dead: jnp.ndarray
 
 
-def meta_gradient(
-    f: Objective,
-    w: RuleParams,
-    x: jnp.ndarray,
-    x_prev: jnp.ndarray,
-    L,
-    bootstrap_steps: int,
-    target_lr=None,
-    use_target=True,
-) -> RuleParams:
-    """The meta-gradient of the one-step rule at ``w``.
+def _averaged(w, x_prev, gamma):
+    return x_prev + gamma * (w - x_prev)
 
-    Args:
-      f: the objective (minimised).
-      w: current rule parameters.
-      x, x_prev: current and previous iterate.
-      L: smoothness constant (the rule's step is ``exp(a)/L``).
-      bootstrap_steps: 0 for the plain meta-gradient of ``f(x_{t+1}(w))``; ``L_b >= 1`` for
-        BMG with ``L_b - 1`` look-ahead steps of the current rule and one gradient step.
-      target_lr: the target's gradient step (default ``1/L``).
-      use_target: with ``bootstrap_steps >= 1``, a traced boolean choosing BMG (True) or the
-        plain meta-gradient (False), so both share one compiled program (vmap over it).
 
-    Returns:
-      ``d h_t / d w`` as a :class:`RuleParams`.
+def averaging_meta_gradient(f: Objective) -> MetaGradient:
+    """The meta-gradient of the averaging rule: ``meta_loss(w, x_prev, gamma) = f(x_t(w))``
+    with ``x_t(w) = x_prev + gamma (w - x_prev)``; ``meta_grad`` returns ``(loss, d/dw)``."""
+
+    def meta_loss(w, x_prev, gamma):
+        return f(_averaged(w, x_prev, gamma))
+
+    return MetaGradient(meta_loss, jax.value_and_grad(meta_loss))
+
+
+def bmg_hint(f: Objective, target_step) -> Callable:
+    r"""``hint(w_prev, x_prev, gamma)``: the optimistic hint through a BMG target.
+
+    Look ahead with the unchanged meta-parameters, :math:`\tilde x = x_t(w_{t-1})`; bootstrap
+    the target :math:`z = \mathrm{sg}[\tilde x - c\nabla f(\tilde x)]`; return the gradient of
+    :math:`\tfrac12\lVert x_t(w) - z\rVert^2` at :math:`w_{t-1}` divided by ``c``.
     """
-    g = jax.grad(f)
-    gx = g(x)
 
-    def x_next(wi):
-        return update_rule(wi, x, x_prev, gx, L)
+    def hint(w_prev, x_prev, gamma):
+        x_tilde = lax.stop_gradient(_averaged(w_prev, x_prev, gamma))
+        target = x_tilde - target_step * jax.grad(f)(x_tilde)
+        g = jax.grad(lambda w: matching_loss(_averaged(w, x_prev, gamma), target, squared_distance))
+        return g(w_prev) / target_step
 
-    if bootstrap_steps == 0:
-        return jax.grad(lambda wi: f(x_next(wi)))(w)
-    eta = 1.0 / L if target_lr is None else target_lr
+    return hint
 
-    def look_ahead(state, _):
-        xi, xpi = state
-        return update_rule(w, xi, xpi, g(xi), L), xi
 
-    target = bootstrap_target(
-        look_ahead,
-        (x_next(w), x),
-        bootstrap_steps - 1,
-        final_fn=lambda s: s[0] - eta * g(s[0]),
+def _guard(f_star, f0):
+    limit = DIVERGENCE_FACTOR * jnp.maximum(f0 - f_star, 1e-12)
+
+    def ok(fx):
+        return jnp.isfinite(fx) & (fx - f_star <= limit)
+
+    return ok
+
+
+def _ftrl_step(cfg: MetaOptConfig, f, mg: MetaGradient, hint_fn, ok, D, s: FTRLState, _):
+    t = s.t
+    A_t = 0.5 * t * (t + 1.0)
+    gamma = t / A_t
+    h = A_t * hint_fn(s.w, s.x, gamma) if cfg.optimistic else jnp.zeros_like(s.w)
+    eta = D / jnp.sqrt(s.V)
+    w_new = s.w0 - eta * (s.G + h)
+    fx, mgrad = mg.meta_grad(w_new, s.x, gamma)
+    g_hat = A_t * mgrad
+    dead = s.dead | ~ok(fx)
+    keep = partial(jnp.where, dead)
+    nxt = FTRLState(
+        x=keep(s.x, _averaged(w_new, s.x, gamma)),
+        w=keep(s.w, w_new),
+        w0=s.w0,
+        G=keep(s.G, s.G + g_hat),
+        V=keep(s.V, s.V + otu.tree_norm(g_hat - h, squared=True)),
+        t=t + 1.0,
+        dead=dead,
     )
-    bmg = jax.grad(lambda wi: bmg_loss(x_next(wi), target, squared_distance))(w)
-    if use_target is True:
-        return bmg
-    plain = jax.grad(lambda wi: f(x_next(wi)))(w)
-    return jax.tree.map(lambda a, b: jnp.where(use_target, a, b), bmg, plain)
+    return nxt, (jnp.where(dead, f(s.x), fx), eta)
 
 
-def meta_learned(
-    f: Objective,
-    x0: jnp.ndarray,
-    f_star,
-    L,
-    steps: int,
-    meta_lr,
-    bootstrap_steps: int = 0,
-    init: RuleParams | None = None,
-    target_lr=None,
-    use_target=True,
-) -> Trace:
-    """Optimise ``f`` with the update rule whose parameters are meta-learned online.
+def make_train(
+    config: MetaOptConfig, value_fn: Callable[[ConvexProblem, jnp.ndarray], jnp.ndarray]
+) -> Callable[[ConvexProblem, FTRLParams], Trace]:
+    """``train(problem, FTRLParams(scale)) -> Trace``: the meta-learned rule on one problem.
 
-    Args:
-      f: objective to minimise; ``x0`` start; ``f_star`` its optimal value (for the trace).
-      L: smoothness constant.
-      steps: number of optimisation steps T.
-      meta_lr: Adam learning rate of the meta-parameters (may be traced).
-      bootstrap_steps: 0 = meta-gradient (MG); 1 = BMG with a one-gradient-step target (equal
-        to MG up to scale); >= 2 = optimistic BMG with look-ahead.
-      init: initial rule parameters (default: step 1/L, momentum sigmoid(-3) ~ 0.05).
-      target_lr: BMG target step (default 1/L).
-      use_target: traced switch between BMG and MG (see :func:`meta_gradient`).
-
-    Returns:
-      A :class:`Trace` with the learned step size (in units of 1/L) and momentum per step.
+    ``value_fn(problem, x)`` is the objective (minimised); ``problem`` supplies ``x0``,
+    ``f_star`` and ``L`` and is a pytree, so ``jax.vmap(train)`` runs a batch of problems
+    (and a grid of ``scale``).
     """
-    if bootstrap_steps < 0:
-        raise ValueError(f"bootstrap_steps must be >= 0, got {bootstrap_steps}")
-    w0 = init or RuleParams(jnp.asarray(0.0), jnp.asarray(-3.0))
-    opt = optax.adam(meta_lr)
-    g = jax.grad(f)
-    f0 = f(x0)
-    ok = _guard(f_star, f0)
 
-    def body(s: MetaLearnerState, _):
-        x_new = update_rule(s.w, s.x, s.x_prev, g(s.x), L)
-        mg = meta_gradient(f, s.w, s.x, s.x_prev, L, bootstrap_steps, target_lr, use_target)
-        upd, opt_state = opt.update(mg, s.opt_state, s.w)
-        w_new = optax.apply_updates(s.w, upd)
-        fx = f(x_new)
-        dead = s.dead | ~ok(fx) | ~jnp.all(jnp.isfinite(jnp.stack(list(w_new))))
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(dead, b, a), new, old)
-        nxt = MetaLearnerState(
-            keep(x_new, s.x),
-            keep(s.x, s.x_prev),
-            keep(w_new, s.w),
-            keep(opt_state, s.opt_state),
-            dead,
-        )
-        rec = (
-            jnp.where(dead, f(s.x), fx) - f_star,
-            jnp.exp(s.w.log_lr),
-            jax.nn.sigmoid(s.w.momentum_logit),
-        )
-        return nxt, rec
+    def train(problem: ConvexProblem, params: FTRLParams) -> Trace:
+        f = partial(value_fn, problem)
+        mg = averaging_meta_gradient(f)
+        hint_fn = bmg_hint(f, config.target_step / problem.L)
+        x0 = problem.x0
+        f0 = f(x0)
+        g0 = jax.grad(f)(x0)
+        D = params.scale * jnp.sqrt(g0 @ g0) / problem.L
+        s0 = FTRLState(x0, x0, x0, jnp.zeros_like(x0), g0 @ g0, jnp.ones(()), jnp.asarray(False))
+        step = partial(_ftrl_step, config, f, mg, hint_fn, _guard(problem.f_star, f0), D)
+        last, (fx, eta) = lax.scan(step, s0, None, length=config.steps)
+        subopt = jnp.concatenate([jnp.reshape(f0, (1,)), fx]) - problem.f_star
+        return Trace(subopt, eta * problem.L, jnp.zeros(config.steps), last.dead)
 
-    s0 = MetaLearnerState(x0, x0, w0, opt.init(w0), jnp.asarray(False))
-    last, (sub, lr, mom) = lax.scan(body, s0, None, length=steps)
-    subopt = jnp.concatenate([jnp.reshape(f0 - f_star, (1,)), sub])
-    return Trace(subopt, lr, mom, last.dead)
+    return train
 
 
 def iterations_to(subopt: jnp.ndarray, tol) -> jnp.ndarray:

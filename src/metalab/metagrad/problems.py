@@ -20,6 +20,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = [
+    "ConvexProblem",
+    "breast_cancer",
+    "logistic_problem",
+    "logistic_value",
+    "quadratic_value",
+    "random_quadratic",
+]
+
 
 class ConvexProblem(NamedTuple):
     """A convex objective in one of two families (``kind`` 0 = quadratic, 1 = logistic).
