@@ -214,7 +214,9 @@ def test_rows_9_10_13_per_seed_storage_log_lines_and_ctrl_c(tmp_path):
     with open(log, "w") as fh:
         proc = subprocess.Popen(_slow_cmd(store, tmp_path / "r"), env=env(), stdout=fh, stderr=fh)
         _wait_rows(store, 2, proc)
-        time.sleep(0.2)
+        deadline = time.time() + 30
+        while "seeds: 1/8" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.1)
         text = log.read_text()
         assert "test-slow: seeds: 1/8 (elapsed" in text and "ETA" in text, text  # row 13
         proc.send_signal(signal.SIGINT)
