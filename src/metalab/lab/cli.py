@@ -70,8 +70,8 @@ EXIT_CODES = """exit codes:
        not a metalab store, not writable) or --out (a file); one line says what is wrong
        and what to do, and nothing is computed or written
   3    some seeds produced non-finite metrics (reported, not stored)
-  4    the run store could not be written during the run (e.g. disk full); finished seeds
-       are kept
+  4    the run store or the report could not be written during the run (e.g. disk full);
+       finished seeds are kept
   130  interrupted (Ctrl-C or SIGTERM); finished seeds are stored, the invocation is marked
        interrupted: run the same command again to resume
 """
@@ -300,6 +300,13 @@ def run_specs(args: argparse.Namespace, specs: Sequence[RunSpec]) -> int:
         return EXIT_INTERRUPTED
     except StoreError as e:
         print(f"metalab: error: {e}", file=sys.stderr)
+        return EXIT_STORE
+    except OSError as e:  # the results are stored; only the report could not be written
+        print(
+            f"metalab: error: cannot write the report in {args.out} ({e}); results are stored: "
+            "run `metalab report --out DIR` with a writable DIR",
+            file=sys.stderr,
+        )
         return EXIT_STORE
     console.print(f"report: {index} ({time.perf_counter() - t0:.1f}s in all)")
     return code
