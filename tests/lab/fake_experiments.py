@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metalab.core.checks import Rule, judge
-from metalab.experiments.base import Check, Experiment, Paper, Verdict, file_or, param
+from metalab.experiments.base import Experiment, Paper, Verdict, file_or, param
 
 PAPER = Paper("A test fixture", "metalab", 2026)
 
@@ -66,19 +66,21 @@ def slow_run(cfg: SlowConfig, key):
     return {"value/x": np.float64(x.sum()), "stamp/t": np.float64(time.time())}
 
 
-def slow_verdict(ms, cfg: SlowConfig) -> Verdict:
-    x = np.array([m["value/x"] for m in ms])
-    return Verdict(
-        (
-            Check(
-                "finite",
-                "mean",
-                float(x.mean()),
-                passed=bool(np.isfinite(x).all()),
-                threshold="finite",
-            ),
-        )
-    )
+SLOW_RULES = (
+    Rule(
+        "x above -10",
+        "one_sample",
+        a="value/x",
+        margin=-10.0,
+        test="t",
+        direction="greater",
+        doc="fixture: a sum of three standard normals is far above -10",
+    ),
+)
+
+
+def slow_verdict(data, cfg: SlowConfig) -> Verdict:
+    return Verdict(judge(SLOW_RULES, data), summary=f"mean x = {data['value/x'].mean():.3f}")
 
 
 EXPERIMENTS = (
@@ -103,6 +105,7 @@ EXPERIMENTS = (
         seeds={"smoke": 8, "quick": 8, "full": 8},
         run=slow_run,
         verdict=slow_verdict,
+        rules=SLOW_RULES,
         vmappable=False,
         default=False,
     ),
