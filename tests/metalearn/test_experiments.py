@@ -68,6 +68,7 @@ def test_warpgrad_metamaze_branch_runs():
         long_horizon="metamaze",
         maze_horizon=4,
         maze_episodes=2,
+        lh_outer_lr_grid=(1e-3,),
     )
     out = jax.jit(lambda k: wf._long_horizon(cfg, k))(jax.random.PRNGKey(0))
     for m in ("leap", "warp_leap"):

@@ -179,7 +179,8 @@ def _select(cfg, method, variant, lrs, family, theta0, key, val_tasks):
         init, _ = _train(cfg, method, lr, variant, theta0, key, sample, cfg.select_iters)
         return _evaluate(cfg, init, val_tasks)[0].mean()
 
-    return jax.vmap(score)(jnp.asarray(lrs))
+    s = jax.vmap(score)(jnp.asarray(lrs))
+    return jnp.where(jnp.isfinite(s), s, jnp.inf)  # a diverged candidate is never chosen
 
 
 def _validate(cfg: LeapFewshotConfig) -> None:
@@ -327,6 +328,8 @@ EXPERIMENT = Experiment(
             select_iters=2,
             num_val_warps=2,
             num_val_tasks=2,
+            lr_grid=(1e-3, 3e-3),
+            leap_lr_grid=(1e-3,),
         ),
         "quick": LeapFewshotConfig(),
         "full": LeapFewshotConfig(

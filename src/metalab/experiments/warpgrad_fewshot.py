@@ -188,6 +188,7 @@ class _Part:
             return score(init, warp, a, val_tasks)
 
         s = jax.vmap(one)(inner, outer)
+        s = jnp.where(jnp.isfinite(s), s, jnp.inf)  # a diverged candidate is never chosen
         i = jnp.argmin(s)
         return inner[i], outer[i], s[i]
 
@@ -366,6 +367,8 @@ _SMOKE = WarpGradFewshotConfig(
     lh_points=5,
     num_test_tasks=2,
     num_val_tasks=2,
+    fs_inner_lr_grid=(0.3,),
+    lh_inner_lr_grid=(0.01,),
 )
 
 EXPERIMENT = Experiment(
