@@ -232,3 +232,11 @@ def test_a_failing_point_does_not_stop_the_others(tmp_path, capsys):
     assert (s.done, s.failed) == (1, 1)
     points = sweep.sweep_points(store, s.id)
     assert [p["status"] for p in points] == ["failed", "done"]
+
+
+def test_out_is_a_file_exits_2_before_any_point(tmp_path, capsys):
+    store, out = tmp_path / "s.sqlite", tmp_path / "afile"
+    out.write_text("x")
+    code = cli.main(["sweep", NAME, "effect=0,1", "--store", str(store), "--out", str(out)])
+    assert code == 2 and "--out" in capsys.readouterr().err
+    assert sweep.list_sweeps(store) == []

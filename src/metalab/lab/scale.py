@@ -308,7 +308,7 @@ def main(args: Any) -> int:
         )
     if args.dry_run:
         return cli.EXIT_OK
-    store = Store(args.store)
+    store = cli.prepare_run(args, [p.spec for p in plan.points])  # the lab's checks first
 
     def on_point(o: PointOutcome) -> None:
         checks = o.checks or []

@@ -898,7 +898,8 @@ def main(args: Any) -> int:
         args.max_points,
         command,
     )
-    store = Store(args.store)
+    # the lab's checks before any compute (store, report directory, seed counts; compile cache)
+    store = cli.prepare_run(args, [p.spec for p in plan.points])
     console = Console(soft_wrap=True)
     n_seeds = plan.points[0].spec.seeds
     console.print(
