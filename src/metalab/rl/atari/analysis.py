@@ -112,6 +112,52 @@ def strongest_term(table, order: int, alpha: float = 0.05) -> EffectSummary:
     )
 
 
+def excess_partial_eta_sq(df, response: str, factors: list[str], order: int) -> float:
+    """Partial eta^2 of the order-``order`` terms beyond what chance gives, for one replicate.
+
+    Fits ``response`` on the factors' terms up to ``order`` (sequential sums of squares, so
+    the order-``order`` terms are measured after the lower-order ones) and returns
+
+        partial eta^2 - median(Beta(df_t / 2, df_res / 2)),  partial eta^2 = SS_t / (SS_t + SS_res),
+
+    where ``t`` pools every term of that order. Under the null of no such effects (and i.i.d.
+    normal errors) partial eta^2 ~ Beta(df_t / 2, df_res / 2), so the excess is positive with
+    probability exactly 1/2: an exact sign test of the excess over independent replicates
+    (seeds) tests "these factor terms explain more of the response than chance". (The median,
+    not the mean: with few residual degrees of freedom the null is very skewed, and a t-test on
+    the excess over the mean rejects far too often.)
+
+    Raises:
+      ValueError: no residual degrees of freedom left, or no term of that order.
+    """
+    import statsmodels.api as sm
+    from statsmodels.formula.api import ols
+
+    used = [f for f in factors if df[f].nunique() > 1]
+    if not used:
+        raise ValueError("no factor takes more than one level; nothing to analyse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ols(anova_formula(response, used, order), data=df).fit()
+        table = sm.stats.anova_lm(fit, typ=1)
+    orders = np.array([0 if i == "Residual" else i.count(":") + 1 for i in table.index])
+    rows = orders == order
+    if not rows.any():
+        raise ValueError(f"no term of order {order} among factors {used}")
+    df_t, ss_t = float(table["df"][rows].sum()), float(table["sum_sq"][rows].sum())
+    df_res, ss_res = float(table.loc["Residual", "df"]), float(table.loc["Residual", "sum_sq"])
+    if df_res < 1:
+        raise ValueError(
+            f"no residual degrees of freedom for order {order} with {len(df)} rows and factors "
+            f"{used}: lower the order or add variants"
+        )
+    from scipy.stats import beta as beta_dist
+
+    total = ss_t + ss_res
+    eta = ss_t / total if total > 0 else 0.0
+    return float(eta - beta_dist.median(df_t / 2.0, df_res / 2.0))
+
+
 def transfer_ratio(transfer, scratch, baseline=None, eps: float = 1e-8) -> np.ndarray:
     """``(transfer - baseline) / (scratch - baseline)`` elementwise (baseline 0 if None).
 
