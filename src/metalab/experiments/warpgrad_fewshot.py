@@ -113,7 +113,7 @@ class WarpGradFewshotConfig:
     lh_hidden: tuple[int, ...] = param((40, 40), "(B) hidden widths of the MLP", lo=1)
     lh_inner_steps: int = param(100, "(B) inner steps per task", lo=1, hi=1000)
     lh_inner_lr_grid: tuple[float, ...] = param(
-        (0.003, 0.01), "(B) selection: inner step sizes", lo=1e-6, hi=10.0
+        (0.001, 0.003), "(B) selection: inner step sizes", lo=1e-6, hi=10.0
     )
     lh_outer_lr_grid: tuple[float, ...] = param(
         (3e-4, 1e-3), "(B) selection: outer Adam learning rates", lo=1e-7, hi=1.0
@@ -368,7 +368,7 @@ _SMOKE = WarpGradFewshotConfig(
     num_test_tasks=2,
     num_val_tasks=2,
     fs_inner_lr_grid=(0.3,),
-    lh_inner_lr_grid=(0.01,),
+    lh_inner_lr_grid=(0.003,),
 )
 
 EXPERIMENT = Experiment(
