@@ -284,6 +284,12 @@ def verdict(data: dict[str, np.ndarray], cfg: LeapFewshotConfig) -> Verdict:
     )
     d2 = float(np.mean(data["select_variant_d2/leap"]))
     lrs = ", ".join(f"{m} {np.median(data[f'select_lr/{m}']):g}" for m in TRAINED)
+    grids = {m: cfg.leap_lr_grid if m == "leap" else cfg.lr_grid for m in TRAINED}
+    edge = [
+        f"{m} {np.mean(np.isclose(data[f'select_lr/{m}'], g[-1])):.0%}"
+        for m, g in grids.items()
+        if np.mean(np.isclose(data[f"select_lr/{m}"], g[-1])) > 0.5
+    ]
     notes = (
         "Digits (8x8) with affine alphabets replace Omniglot; an MLP replaces the paper's "
         "convnet; all methods share the random start, the inner loop (SGD, lr "
@@ -293,7 +299,16 @@ def verdict(data: dict[str, np.ndarray], cfg: LeapFewshotConfig) -> Verdict:
         "(meta-train classes under validation warps, disjoint from the meta-test classes and "
         f"warps), {len(cfg.lr_grid)} candidates per trained method at {cfg.select_iters} "
         f"meta-iterations: Leap chose the path energy d2 in {d2:.0%} of seeds; median chosen "
-        f"outer learning rates: {lrs}. The trend check regresses each seed's gap (best "
+        f"outer learning rates: {lrs}. "
+        + (
+            "Caveat: the chosen rate is the largest of its grid in most seeds for "
+            + ", ".join(edge)
+            + " (Leap's grid is half as wide because it also chooses d1/d2); a wider grid "
+            "might move these methods. "
+            if edge
+            else ""
+        )
+        + "The trend check regresses each seed's gap (best "
         "baseline AUC minus Leap's) on log pool size; its MDE is the smallest mean slope the "
         "seeds can detect at 80% power."
     )
