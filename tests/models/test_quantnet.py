@@ -178,16 +178,21 @@ def test_quantnet_shares_the_global_model_and_trains(small):
     np.testing.assert_allclose(
         np.asarray(all_positions(p, z2, st)[:, :250]), np.asarray(pos[:, :250]), atol=1e-6
     )
-    _, train = make_quantnet(st)
+    # the decoder reads the local code as well as the global state: with the global LSTM's
+    # output weights zeroed, positions still depend on the day's inputs
+    dec_local = p["dec_w"].at[:, st.hidden :].set(0.0)
+    pos_local = all_positions({**p, "dec_w": dec_local}, prep.z, st)
+    assert float(jnp.abs(pos_local[:, 1:] - pos_local[:, :-1]).max()) > 1e-3
+    model = make_quantnet(st._replace(train_end=340))
 
     @jax.jit
     def run(keys):
-        state, losses = jax.vmap(lambda k: train(k, prep, 340))(keys)
-        p0 = jax.tree_util.tree_map(lambda a: a[0], state.params)
-        return losses, evaluate(*strategy_returns(prep, all_positions(p0, prep.z, st)), 340)
+        params, info = jax.vmap(model.train, in_axes=(0, None))(keys, prep)
+        p0 = jax.tree_util.tree_map(lambda a: a[0], params)
+        return info["loss"], evaluate(*strategy_returns(prep, model.apply(p0, prep)), 340)
 
     losses, (sr, cr) = run(jax.random.split(jax.random.PRNGKey(2), 2))
     assert losses.shape == (2, 4) and np.all(np.isfinite(losses))
     assert sr.shape == (3,) and np.all(np.isfinite(sr)) and np.all(np.isfinite(cr))
     with pytest.raises(ValueError, match="train_end"):
-        train(jax.random.PRNGKey(0), prep, 30)
+        make_quantnet(st._replace(train_end=30)).train(jax.random.PRNGKey(0), prep)

@@ -12,10 +12,14 @@ import pytest
 from metalab.models.moran import global_moran, knn_weights, local_moran, moran_error
 from metalab.models.spacegan import (
     SpaceGANSettings,
+    SpatialTask,
     bootstrap_weights,
+    coordinate_condition,
     fit_ensemble,
-    make_condition,
     make_spacegan,
+    masked_mie,
+    nearest_masked,
+    neighbour_condition,
     predict_ensemble,
 )
 from metalab.models.spatial_data import load_baltimore, quadrant_folds
@@ -90,27 +94,53 @@ def test_moran_error_zero_for_identical_fields_and_vmaps():
     assert float(many.min()) > 0.1
 
 
-def test_condition_holds_neighbour_lags():
+def test_neighbour_condition_excludes_the_point_itself_and_held_out_points():
     d = toy_grid(jax.random.PRNGKey(3), 5)
-    w = knn_weights(d.coords, 4)
-    c, ys = make_condition(d, w)
-    assert c.shape == (25, 2 + 2 + 2 + 1)
-    np.testing.assert_allclose(np.asarray(c[:, -1]), np.asarray(w @ ys), atol=1e-5)
-    c0, _ = make_condition(d, w, use_neighbours=False)
-    np.testing.assert_allclose(np.asarray(c0[:, :4]), np.asarray(c[:, :4]))
-    assert float(jnp.abs(c0[:, 4:]).max()) == 0.0
+    mask = jnp.ones(25).at[jnp.array([0, 1, 2])].set(0.0)
+    k = 4
+    c, ys = neighbour_condition(d.x, d.coords, d.y, mask, k)
+    assert c.shape == (25, k * 3 + 3)
+    idx = np.asarray(nearest_masked(d.coords, mask, k))
+    assert not np.any(idx == np.arange(25)[:, None])  # never the point itself
+    assert not np.isin(idx, [0, 1, 2]).any()  # never a held-out point
+    # distances are sorted: nearest first
+    dist = np.linalg.norm(np.asarray(d.coords)[idx] - np.asarray(d.coords)[:, None], axis=-1)
+    assert np.all(np.diff(dist, axis=1) >= -1e-6)
+    # the per-neighbour targets and the lag are the neighbours' standardised targets
+    ys_np = np.asarray(ys)
+    np.testing.assert_allclose(np.asarray(c[:, 2 : 3 * k : 3]), ys_np[idx], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(c[:, -1]), ys_np[idx].mean(1), atol=1e-5)
+    # a held-out point's own target and features never enter any condition
+    y2 = d.y.at[1].add(100.0)
+    x2 = d.x.at[1].add(100.0)
+    c2, _ = neighbour_condition(x2, d.coords, y2, mask, k)
+    np.testing.assert_allclose(np.asarray(c2), np.asarray(c), atol=1e-6)
+    # while a training point's target does enter its neighbours' conditions
+    c3, _ = neighbour_condition(d.x, d.coords, d.y.at[12].add(5.0), mask, k)
+    assert float(jnp.abs(c3 - c).max()) > 0.1
+    cc = coordinate_condition(d.coords, mask, c.shape[1])
+    assert cc.shape == c.shape and float(jnp.abs(cc[:, 2:]).max()) == 0.0
 
 
 def test_spacegan_training_selects_best_checkpoints_under_vmap():
     d = toy_grid(jax.random.PRNGKey(4), 5)
     w = knn_weights(d.coords, 4)
-    c, ys = make_condition(d, w)
+    mask = jnp.ones(25).at[:6].set(0.0)
+    c, ys = neighbour_condition(d.x, d.coords, d.y, mask, 4)
     st = SpaceGANSettings(hidden=8, noise_dim=2, steps=30, ckpt_every=10, n_draws=2)
-    train = jax.jit(jax.vmap(make_spacegan(st), in_axes=(0, None, None, None, None)))
-    res = train(jax.random.split(jax.random.PRNGKey(5), 2), c, ys, w, jnp.ones(25))
-    assert res.mie.shape == (2, 3) and np.all(np.isfinite(res.mie))
-    np.testing.assert_allclose(res.state.best_mie, res.mie.min(1), rtol=1e-6)
-    np.testing.assert_allclose(res.state.best_rmse, res.rmse.min(1), rtol=1e-6)
+    model = make_spacegan(st)
+    task = SpatialTask(c, ys, w, mask)
+    train = jax.jit(jax.vmap(model.train, in_axes=(0, None)))
+    sel, info = train(jax.random.split(jax.random.PRNGKey(5), 2), task)
+    assert info["mie"].shape == (2, 3) and np.all(np.isfinite(info["mie"]))
+    # the returned generator is the checkpoint with the lowest training MIE: re-evaluating it
+    # with the same draws gives the curve's minimum
+    best = np.argmin(np.asarray(info["mie"]), 1)
+    assert best.shape == (2,)
+    ho = masked_mie(
+        jax.tree_util.tree_map(lambda a: a[0], sel), jax.random.PRNGKey(0), task, 1 - mask, 3, st
+    )
+    assert np.isfinite(float(ho)) and float(ho) > 0
 
 
 def test_bootstrap_weights_and_ensemble():

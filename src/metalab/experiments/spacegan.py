@@ -1,16 +1,22 @@
-"""Reproduction ``spacegan``: MIE selection, neighbour conditioning, GAN-augmented ensembles.
+"""Reproduction ``spacegan``: MIE selection, neighbourhood conditioning, GAN-augmented ensembles,
+each judged on held-out spatial folds.
 
-Claims (Klemmer, Koshiyama, Flennerhag 2019): SpaceGAN reproduces the spatial autocorrelation of
-the data: the generator selected by MIE matches the real local Moran's I better than other
-checkpoints; conditioning on neighbours is what captures it; and ensembles trained on SpaceGAN
-samples beat other augmentation (bootstrap bagging) under spatial cross-validation.
+Claims (Klemmer, Koshiyama, Flennerhag 2019): SpaceGAN reproduces the local spatial
+autocorrelation of the data: the generator selected by MIE matches the real local Moran's I
+better than other checkpoints; conditioning on the neighbours' feature vectors does better than
+conditioning on "mere spatial coordinates"; and ensembles trained on SpaceGAN samples beat
+other augmentation (bootstrap bagging) under spatial cross-validation.
 
-Per seed and dataset (a regenerated toy grid, and Baltimore house prices shipped in libpysal):
-six GANs are trained in one vmapped call: full data with and without neighbour conditioning,
-and one per spatial fold (quadrants) on the other three quadrants. The MIE-, RMSE-selected and
-last checkpoints are compared on fresh draws. On each held-out quadrant, an ensemble of MLPs on
-the GAN's generated targets (MIE-selected generator) and a bootstrap-bagged ensemble of the
-same MLPs are scored by RMSE against the real held-out targets.
+Per seed and dataset (a regenerated toy grid; Baltimore house prices shipped in libpysal): the
+points are split into four spatial folds (quadrants). For each fold, two conditional GANs are
+trained on the other three quadrants in one vmapped call: SpaceGAN (conditioned on the
+neighbourhood: the k nearest training points' features and targets and their spatial lags,
+never the point's own features, coordinates or target) and the coordinates-conditioned cGAN.
+Checkpoints are selected by MIE on the *training* points. Every comparison is then judged on
+the *held-out* quadrant, which neither training nor selection saw: MIE on the held-out points
+(generator conditioned on their nearest training points; Moran's I on the held-out graph), and
+the RMSE of regressors trained on the training quadrants. Metrics are geometric means over the
+four folds and over the datasets (one number per seed).
 """
 
 from __future__ import annotations
@@ -22,19 +28,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metalab.core import stats
-from metalab.experiments.base import Check, Experiment, Paper, Verdict, param
-from metalab.models.moran import knn_weights, local_moran, moran_error
+from metalab.core.checks import Rule, judge
+from metalab.experiments.base import Experiment, Paper, Verdict, param
+from metalab.models.moran import knn_weights
 from metalab.models.spacegan import (
     SpaceGANSettings,
+    SpatialTask,
     bootstrap_weights,
+    coordinate_condition,
     fit_ensemble,
-    make_condition,
     make_spacegan,
+    masked_mie,
+    neighbour_condition,
     predict_ensemble,
     sample,
 )
 from metalab.models.spatial_data import load_baltimore, quadrant_folds, standardise, toy_grid
+
+VARIANTS = ("mie_selected", "last", "rmse_selected", "coordinates")
 
 
 @dataclass(frozen=True)
@@ -43,16 +54,16 @@ class SpaceGANConfig:
         ("toy", "baltimore"), "datasets to run", choices=("toy", "baltimore")
     )
     grid_side: int = param(20, "side of the regenerated toy grid (n = side^2)", lo=4)
-    k_neighbours: int = param(8, "k of the kNN spatial weights", lo=1)
+    k_neighbours: int = param(8, "k of the kNN weights (Moran's I) and of the condition", lo=1)
     hidden: int = param(64, "units per hidden layer of G and D", lo=1)
     noise_dim: int = param(8, "generator noise size", lo=1)
-    steps: int = param(3000, "GAN training steps", lo=1)
+    steps: int = param(2000, "GAN training steps", lo=1)
     ckpt_every: int = param(100, "steps between checkpoints (MIE/RMSE evaluation)", lo=1)
     lr: float = param(1e-3, "Adam step size of G and D", lo=1e-6, hi=1.0)
-    n_draws: int = param(20, "generated fields per MIE evaluation", lo=1)
+    n_draws: int = param(10, "generated fields per MIE evaluation", lo=1)
     ensemble_size: int = param(10, "members per ensemble", lo=1)
     learner_hidden: int = param(32, "units of the ensemble's MLP regressors", lo=1)
-    learner_steps: int = param(500, "Adam steps per ensemble member", lo=1)
+    learner_steps: int = param(300, "Adam steps per ensemble member", lo=1)
     learner_lr: float = param(3e-3, "ensemble members' Adam step size", lo=1e-6, hi=1.0)
 
 
@@ -60,7 +71,7 @@ PRESETS = {
     "smoke": SpaceGANConfig(
         datasets=("toy",),
         grid_side=6,
-        k_neighbours=4,
+        k_neighbours=3,
         hidden=8,
         steps=20,
         ckpt_every=10,
@@ -80,6 +91,47 @@ PRESETS = {
     ),
 }
 
+RULES = (
+    Rule(
+        "MIE-selected beats the last checkpoint on held-out MIE",
+        "superiority",
+        a="heldout_mie/mie_selected",
+        b="heldout_mie/last",
+        direction="less",
+        transform="log",
+        group="selection",
+        doc="MIE checkpoint selection gives generators faithful to local autocorrelation",
+    ),
+    Rule(
+        "MIE-selected beats the RMSE-selected checkpoint on held-out MIE",
+        "superiority",
+        a="heldout_mie/mie_selected",
+        b="heldout_mie/rmse_selected",
+        direction="less",
+        transform="log",
+        group="selection",
+        doc="MIE checkpoint selection gives generators faithful to local autocorrelation",
+    ),
+    Rule(
+        "neighbourhood conditioning beats coordinate conditioning on held-out MIE",
+        "superiority",
+        a="heldout_mie/mie_selected",
+        b="heldout_mie/coordinates",
+        direction="less",
+        transform="log",
+        doc="conditioning on neighbours' feature vectors, beyond mere spatial coordinates",
+    ),
+    Rule(
+        "SpaceGAN-augmented ensemble beats bagging on held-out RMSE",
+        "superiority",
+        a="cv_rmse/spacegan_ensemble",
+        b="cv_rmse/bagging",
+        direction="less",
+        transform="log",
+        doc="ensembles on SpaceGAN samples outperform other ensemble/augmentation methods",
+    ),
+)
+
 
 @functools.lru_cache(maxsize=1)
 def _baltimore():
@@ -94,49 +146,64 @@ def _dataset(name: str, cfg: SpaceGANConfig, key: jax.Array):
     raise ValueError(f"dataset {name!r}; allowed: 'toy', 'baltimore'")
 
 
-def _one_dataset(name: str, cfg: SpaceGANConfig, key: jax.Array) -> dict[str, jax.Array]:
-    st = SpaceGANSettings(
+def _settings(cfg: SpaceGANConfig) -> SpaceGANSettings:
+    return SpaceGANSettings(
         cfg.hidden, cfg.noise_dim, cfg.steps, cfg.ckpt_every, cfg.lr, cfg.lr, cfg.n_draws
     )
+
+
+def _one_dataset(name: str, cfg: SpaceGANConfig, key: jax.Array) -> dict[str, jax.Array]:
+    st = _settings(cfg)
     k_data, k_gan, k_eval, k_ens = jax.random.split(key, 4)
     data = _dataset(name, cfg, k_data)
     n = data.y.shape[0]
     w = knn_weights(data.coords, cfg.k_neighbours)
     folds = quadrant_folds(data.coords)  # (4, n) held-out masks
-    ones = jnp.ones(n)
-    masks = jnp.concatenate([ones[None], ones[None], 1.0 - folds])  # (6, n) training masks
-    nbr = jnp.array([1.0, 0.0, 1.0, 1.0, 1.0, 1.0])
-    cond, ys = jax.vmap(lambda m, b: make_condition(data, w, m, b))(masks, nbr)
-    train = make_spacegan(st)
-    res = jax.vmap(train, in_axes=(0, 0, 0, None, 0))(
-        jax.random.split(k_gan, 6), cond, ys, w, masks
-    )
+    train_masks = 1.0 - folds
+    cond_nb, ys = jax.vmap(
+        lambda m: neighbour_condition(data.x, data.coords, data.y, m, cfg.k_neighbours)
+    )(train_masks)
+    width = cond_nb.shape[-1]
+    cond_xy = jax.vmap(lambda m: coordinate_condition(data.coords, m, width))(train_masks)
+    # 8 GANs in one vmap: folds 0-3 with the neighbourhood, folds 0-3 with coordinates
+    cond = jnp.concatenate([cond_nb, cond_xy])
+    y8 = jnp.concatenate([ys, ys])
+    m8 = jnp.concatenate([train_masks, train_masks])
+    model = make_spacegan(st)
+    tasks = SpatialTask(cond, y8, jnp.broadcast_to(w, (8, n, n)), m8)
+    sel, info = jax.vmap(model.train)(jax.random.split(k_gan, 8), tasks)
+
+    def heldout(params_g, task, test_mask, k):
+        return masked_mie(params_g, k, task, test_mask, cfg.n_draws, st)
+
     out: dict[str, jax.Array] = {}
-    # checkpoint comparison on the full-data GAN with neighbours, fresh draws
-    i_real = local_moran(ys[0], w)
-    mie_of = lambda p, c, k: moran_error(i_real, sample(p, k, c, cfg.n_draws, st), w)
+    first4 = lambda tree: jax.tree_util.tree_map(lambda a: a[:4], tree)
+    last4 = lambda tree: jax.tree_util.tree_map(lambda a: a[4:], tree)
+    nb_tasks, xy_tasks = first4(tasks), last4(tasks)
     ke = jax.random.split(k_eval, 4)
-    s0 = jax.tree_util.tree_map(lambda a: a[0], res.state)
-    s1 = jax.tree_util.tree_map(lambda a: a[1], res.state)
-    out[f"mie_{name}/mie_selected"] = mie_of(s0.mie_params, cond[0], ke[0])
-    out[f"mie_{name}/last"] = mie_of(s0.params_g, cond[0], ke[1])
-    out[f"mie_{name}/rmse_selected"] = mie_of(s0.rmse_params, cond[0], ke[2])
-    out[f"mie_{name}/no_neighbours"] = mie_of(s1.mie_params, cond[1], ke[3])
-    out[f"mie_curve_{name}/with_neighbours"] = res.mie[0]
-    out[f"mie_curve_{name}/no_neighbours"] = res.mie[1]
-    out[f"mie_curve_{name}@x"] = (jnp.arange(res.mie.shape[1]) + 1.0) * cfg.ckpt_every
+    ho = lambda params, tks, k: jax.vmap(heldout)(params, tks, folds, jax.random.split(k, 4))
+    per_fold = {
+        "mie_selected": ho(first4(sel), nb_tasks, ke[0]),
+        "last": ho(first4(info["last_params"]), nb_tasks, ke[1]),
+        "rmse_selected": ho(first4(info["rmse_params"]), nb_tasks, ke[2]),
+        "coordinates": ho(last4(sel), xy_tasks, ke[3]),
+    }
+    for v, vals in per_fold.items():  # geometric mean over the four held-out folds
+        out[f"heldout_mie_{name}/{v}"] = jnp.exp(jnp.log(vals).mean())
+    out[f"train_mie_curve_{name}/neighbourhood"] = info["mie"][:4].mean(0)
+    out[f"train_mie_curve_{name}/coordinates"] = info["mie"][4:].mean(0)
+    out[f"train_mie_curve_{name}@x"] = (jnp.arange(info["mie"].shape[1]) + 1.0) * cfg.ckpt_every
     # spatial block CV: GAN-augmented ensemble vs bagging vs a single learner
     feats = jnp.concatenate([standardise(data.x), standardise(data.coords)], -1)
     m_ens = cfg.ensemble_size
 
     def fold(f_idx: jax.Array, k: jax.Array) -> jax.Array:
         """RMSE on held-out quadrant f of (SpaceGAN ensemble, bagging, single learner)."""
-        tr_mask, te_mask = masks[2 + f_idx], folds[f_idx]
-        params_g = jax.tree_util.tree_map(lambda a: a[2 + f_idx], res.state.mie_params)
-        c_f, y_f = cond[2 + f_idx], ys[2 + f_idx]
+        tr_mask, te_mask = train_masks[f_idx], folds[f_idx]
+        params_g = jax.tree_util.tree_map(lambda a: a[f_idx], sel)
+        c_f, y_f = cond_nb[f_idx], ys[f_idx]
         k1, k2, k3 = jax.random.split(k, 3)
         gen_t = sample(params_g, k1, c_f, m_ens, st)  # (M, n), standardised units
-        # one vmapped fit for all three ensembles: M GAN members, M bagged members, 1 single
         targets = jnp.concatenate([gen_t, jnp.broadcast_to(y_f, (m_ens + 1, n))])
         weights = jnp.concatenate(
             [
@@ -157,7 +224,7 @@ def _one_dataset(name: str, cfg: SpaceGANConfig, key: jax.Array) -> dict[str, ja
             errs.append(jnp.sqrt((te_mask * (pred - y_f) ** 2).sum() / te_mask.sum()))
         return jnp.stack(errs)
 
-    errs = jax.vmap(fold)(jnp.arange(4), jax.random.split(k_ens, 4)).mean(0)
+    errs = jnp.exp(jnp.log(jax.vmap(fold)(jnp.arange(4), jax.random.split(k_ens, 4))).mean(0))
     out[f"cv_rmse_{name}/spacegan_ensemble"] = errs[0]
     out[f"cv_rmse_{name}/bagging"] = errs[1]
     out[f"cv_rmse_{name}/single"] = errs[2]
@@ -165,71 +232,43 @@ def _one_dataset(name: str, cfg: SpaceGANConfig, key: jax.Array) -> dict[str, ja
 
 
 def run(cfg: SpaceGANConfig, key: jax.Array) -> dict[str, jax.Array]:
-    """One seed: every dataset in ``cfg.datasets`` (metrics are suffixed by dataset)."""
+    """One seed: every dataset in ``cfg.datasets``, plus the geometric means over datasets."""
     out: dict[str, jax.Array] = {}
     for name, k in zip(cfg.datasets, jax.random.split(key, len(cfg.datasets)), strict=True):
         out.update(_one_dataset(name, cfg, k))
+    gm = lambda keys: jnp.exp(jnp.mean(jnp.log(jnp.stack([out[k] for k in keys]))))
+    for v in VARIANTS:
+        out[f"heldout_mie/{v}"] = gm([f"heldout_mie_{d}/{v}" for d in cfg.datasets])
+    for v in ("spacegan_ensemble", "bagging", "single"):
+        out[f"cv_rmse/{v}"] = gm([f"cv_rmse_{d}/{v}" for d in cfg.datasets])
     return out
 
 
-def _check(name: str, better: np.ndarray, worse: np.ndarray, what: str) -> Check:
-    """One-sided Wilcoxon on log(worse / better) pooled over seeds x datasets."""
-    gap = np.log(worse) - np.log(better)
-    t = stats.wilcoxon(gap, alternative="greater")
-    lo, hi = stats.bootstrap_ci(gap, np.median)[1:] if gap.size > 2 else (np.nan, np.nan)
-    return Check(
-        name,
-        f"median log({what})",
-        float(np.median(gap)),
-        bool(t.p_value < 0.05 and np.median(gap) > 0),
-        "one-sided p < 0.05 and median > 0",
-        p_value=t.p_value,
-        effect_size=t.effect_size,
-        ci=(float(lo), float(hi)),
-        test="Wilcoxon signed-rank over seeds x datasets, one-sided",
-    )
-
-
-def verdict(metrics: list[dict[str, np.ndarray]], cfg: SpaceGANConfig) -> Verdict:
-    """Four checks from the paper's claims (pooled over seeds and datasets)."""
-    get = lambda g, m: np.array([float(r[f"{g}_{d}/{m}"]) for r in metrics for d in cfg.datasets])
-    sel, last, rsel, nonb = (
-        get("mie", k) for k in ("mie_selected", "last", "rmse_selected", "no_neighbours")
-    )
-    gan, bag = get("cv_rmse", "spacegan_ensemble"), get("cv_rmse", "bagging")
-    checks = (
-        _check("MIE-selected beats last checkpoint on MIE", sel, last, "MIE last / MIE selected"),
-        _check(
-            "MIE-selected beats RMSE-selected checkpoint on MIE",
-            sel,
-            rsel,
-            "MIE RMSE-sel / MIE MIE-sel",
-        ),
-        _check(
-            "removing neighbour conditioning raises MIE", sel, nonb, "MIE no-neighbours / MIE with"
-        ),
-        _check(
-            "SpaceGAN-augmented ensemble beats bagging (spatial block CV RMSE)",
-            gan,
-            bag,
-            "RMSE bagging / RMSE SpaceGAN ensemble",
-        ),
-    )
+def verdict(data: dict[str, np.ndarray], cfg: SpaceGANConfig) -> Verdict:
+    """Four declared rules, each on a held-out criterion (paired t on log values over seeds)."""
+    checks = judge(RULES, data)
     parts = []
     for d in cfg.datasets:
-        g = lambda grp, m, d=d: np.median([float(r[f"{grp}_{d}/{m}"]) for r in metrics])
+        g = lambda grp, m, d=d: float(np.median(data[f"{grp}_{d}/{m}"]))
         parts.append(
-            f"{d}: MIE selected {g('mie', 'mie_selected'):.3f}, last {g('mie', 'last'):.3f}, "
-            f"RMSE-selected {g('mie', 'rmse_selected'):.3f}, no neighbours "
-            f"{g('mie', 'no_neighbours'):.3f}; CV RMSE SpaceGAN ensemble "
-            f"{g('cv_rmse', 'spacegan_ensemble'):.3f}, bagging {g('cv_rmse', 'bagging'):.3f}, "
-            f"single {g('cv_rmse', 'single'):.3f} (standardised units)"
+            f"{d}: held-out MIE selected {g('heldout_mie', 'mie_selected'):.3f}, last "
+            f"{g('heldout_mie', 'last'):.3f}, RMSE-selected {g('heldout_mie', 'rmse_selected'):.3f}"
+            f", coordinate-conditioned {g('heldout_mie', 'coordinates'):.3f}; held-out RMSE "
+            f"SpaceGAN ensemble {g('cv_rmse', 'spacegan_ensemble'):.3f}, bagging "
+            f"{g('cv_rmse', 'bagging'):.3f}, single {g('cv_rmse', 'single'):.3f} (standardised)"
         )
+    mdes = ", ".join(f"{c.name.split(' on ')[0]}: {c.mde:.3f}" for c in checks)
     passed = sum(c.passed for c in checks)
     return Verdict(
         checks=checks,
-        summary=f"{passed}/4 SpaceGAN claims hold at this scale",
-        notes="Medians over seeds. " + "; ".join(parts) + ".",
+        summary=f"{passed}/4 SpaceGAN claims hold on held-out folds at this scale",
+        notes=(
+            "Medians over seeds. "
+            + "; ".join(parts)
+            + f". Minimum detectable log-ratios (80% power): {mdes}. The paper reports no "
+            "effect size for selection or conditioning in these units; its ensemble gains are "
+            "several percent of RMSE (log-ratio ~0.03-0.1)."
+        ),
     )
 
 
@@ -243,13 +282,15 @@ EXPERIMENT = Experiment(
     ),
     claim=(
         "SpaceGAN with MIE checkpoint selection reproduces local spatial autocorrelation "
-        "(better than last or RMSE-selected checkpoints, and thanks to neighbour conditioning), "
-        "and its samples make better ensembles than bootstrap bagging under spatial CV."
+        "(better than last or RMSE-selected checkpoints, and thanks to conditioning on the "
+        "neighbourhood rather than coordinates), and its samples make better ensembles than "
+        "bootstrap bagging under spatial CV."
     ),
     config_cls=SpaceGANConfig,
     presets=PRESETS,
     run=run,
     verdict=verdict,
-    seeds={"smoke": 2, "quick": 5, "full": 10},
+    rules=RULES,
+    seeds={"smoke": 2, "quick": 6, "full": 10},
     tags=("models", "spatial"),
 )

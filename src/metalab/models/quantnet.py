@@ -4,15 +4,19 @@ Reference: A. Koshiyama, S. Flennerhag, S. B. Blumberg, N. Firoozye, P. Treleave
 *QuantNet: Transferring Learning Across Systematic Trading Strategies*. arXiv:2004.03445.
 
 Each market ``m`` has its own encoder ``E_m`` and decoder ``D_m`` around one *shared* global
-model ``G`` (an LSTM); the positions on the market's assets at day ``t`` are::
+model ``G`` (an LSTM, the transfer layer); the decoder reads both the local code and the global
+state ("a market-specific trading strategy based on both local and global information from the
+market-specific encoder and the global model"), so the positions on the market's assets at
+day ``t`` are::
 
-    u_t = tanh(E_m z_t),   h_t = G(h_{t-1}, u_t),   p_t = tanh(D_m h_t) in [-1, 1]^{N_m}
+    u_t = tanh(E_m z_t),   h_t = G(h_{t-1}, u_t),   p_t = tanh(D_m [u_t, h_t]) in [-1, 1]^{N_m}
 
 with ``z_t`` the day's volatility-normalised asset returns. The strategy earns, the next day,
 ``R_{t+1} = mean_i p_{i,t} rt_{i,t+1}`` where ``rt_{i,t+1} = r_{i,t+1} * target_vol / sigma_{i,t}``
 (volatility targeting with an EWMA estimate ``sigma`` known at ``t``). Training *maximises* the
 sum over markets of the annualised Sharpe ratio of ``R`` over random windows (the loss is its
 negative). The no-transfer variant is the same model with one global LSTM per market.
+``make_quantnet(settings) -> Model(init, apply, train)`` (see :mod:`metalab.models.api`).
 
 Baselines (same evaluation): buy-and-hold (equal weights, raw returns), risk parity (long,
 inverse-volatility weights: ``mean_i rt_i``), time-series momentum (``p = sign`` of the past
@@ -21,7 +25,6 @@ inverse-volatility weights: ``mean_i rt_i``), time-series momentum (``p = sign``
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -29,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metalab.models.api import Model
 from metalab.models.finance_metrics import calmar_ratio, sharpe_ratio
 from metalab.models.market_data import MarketData
 
@@ -47,6 +51,7 @@ class QuantNetSettings(NamedTuple):
     vol_halflife: float = 30.0
     target_vol: float = 0.01
     transfer: bool = True
+    train_end: int = 0
 
 
 class QuantNetState(NamedTuple):
@@ -107,7 +112,7 @@ def init_params(key: Array, n_markets: int, n_assets: int, st: QuantNetSettings)
     glob_init = lambda k: lstm.init(k, (jnp.zeros(d), jnp.zeros(d)), jnp.zeros(d))["params"]
     glob = glob_init(k_g) if st.transfer else jax.vmap(glob_init)(jax.random.split(k_g, n_markets))
     enc = jax.random.normal(k_e, (n_markets, n_assets, d)) / jnp.sqrt(n_assets)
-    dec = jax.random.normal(k_d, (n_markets, d, n_assets)) * 0.1 / jnp.sqrt(d)
+    dec = jax.random.normal(k_d, (n_markets, 2 * d, n_assets)) * 0.1 / jnp.sqrt(2 * d)
     return {
         "enc_w": enc,
         "enc_b": jnp.zeros((n_markets, d)),
@@ -120,7 +125,8 @@ def init_params(key: Array, n_markets: int, n_assets: int, st: QuantNetSettings)
 def market_positions(
     enc_w: Array, enc_b: Array, glob: Any, dec_w: Array, dec_b: Array, z: Array, hidden: int
 ) -> Array:
-    """Positions ``(T, N)`` of one market from its inputs ``z`` ``(T, N)`` (a ``lax.scan``)."""
+    """Positions ``(T, N)`` of one market from its inputs ``z`` ``(T, N)`` (a ``lax.scan``):
+    the decoder ``dec_w`` ``(2 d, N)`` reads the local code ``u_t`` and the global state ``h_t``."""
     lstm = nn.LSTMCell(hidden)
     u = jnp.tanh(z @ enc_w + enc_b)
 
@@ -129,7 +135,7 @@ def market_positions(
         return carry, h
 
     _, h = jax.lax.scan(step, (jnp.zeros(hidden), jnp.zeros(hidden)), u)
-    return jnp.tanh(h @ dec_w + dec_b)
+    return jnp.tanh(jnp.concatenate([u, h], -1) @ dec_w + dec_b)
 
 
 def all_positions(params: Any, z: Array, st: QuantNetSettings) -> Array:
@@ -141,18 +147,24 @@ def all_positions(params: Any, z: Array, st: QuantNetSettings) -> Array:
     )
 
 
-def make_quantnet(st: QuantNetSettings) -> tuple[Callable[..., QuantNetState], Callable[..., Any]]:
-    """Build ``init(key, M, N)`` and ``train(key, prep, train_end) -> (state, loss curve)``.
+def make_quantnet(st: QuantNetSettings) -> Model:
+    """``Model(init, apply, train)`` of QuantNet (see :mod:`metalab.models.api`).
 
-    ``train_end`` (static int) is the first test day: windows only use days ``< train_end``
-    (the last earned return is on day ``train_end - 1``).
+    * ``init(key, prep) -> params`` for ``prep``'s ``M`` markets and ``N`` assets;
+    * ``apply(params, prep, key=None) -> positions (M, T, N)``;
+    * ``train(key, prep) -> (params, {"loss": (steps,)})``: Adam on minus the mean Sharpe of
+      random windows that end before ``st.train_end`` (the first test day; the last earned
+      return is on day ``train_end - 1``).
     """
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(st.learning_rate))
     span = st.window + st.burn_in
 
-    def init(key: Array, n_markets: int, n_assets: int) -> QuantNetState:
-        p = init_params(key, n_markets, n_assets, st)
-        return QuantNetState(p, tx.init(p))
+    def init(key: Array, prep: Prepared) -> Any:
+        m, _, n = prep.z.shape
+        return init_params(jax.random.split(key)[0], m, n, st)
+
+    def apply(params: Any, prep: Prepared, key: Array | None = None) -> Array:
+        return all_positions(params, prep.z, st)
 
     def loss_fn(params: Any, prep: Prepared, starts: Array) -> Array:
         def window(s):
@@ -168,25 +180,29 @@ def make_quantnet(st: QuantNetSettings) -> tuple[Callable[..., QuantNetState], C
         s, n = jax.vmap(window)(starts)
         return -s.sum() / jnp.maximum(n.sum(), 1.0)  # minus the mean Sharpe (minimised)
 
-    def train(key: Array, prep: Prepared, train_end: int) -> tuple[QuantNetState, Array]:
-        m, t_all, n = prep.z.shape
-        if train_end - 1 - span < 0 or train_end > t_all:
+    def train(key: Array, prep: Prepared) -> tuple[Any, dict[str, Array]]:
+        t_all = prep.z.shape[1]
+        end = st.train_end
+        if end - 1 - span < 0 or end > t_all:
             raise ValueError(
-                f"train_end={train_end} must leave window + burn_in = {span} days "
+                f"train_end={end} must leave window + burn_in = {span} days "
                 f"of training data and be <= {t_all}"
             )
-        k_init, k_loop = jax.random.split(key)
-        state = init(k_init, m, n)
+        params = init(key, prep)
+        k_loop = jax.random.split(key)[1]
 
-        def step(s: QuantNetState, k: Array) -> tuple[QuantNetState, Array]:
-            starts = jax.random.randint(k, (st.batch,), 0, train_end - 1 - span + 1)
-            loss, g = jax.value_and_grad(loss_fn)(s.params, prep, starts)
-            u, o = tx.update(g, s.opt_state, s.params)
-            return QuantNetState(optax.apply_updates(s.params, u), o), loss
+        def step(c: QuantNetState, k: Array) -> tuple[QuantNetState, Array]:
+            starts = jax.random.randint(k, (st.batch,), 0, end - 1 - span + 1)
+            loss, g = jax.value_and_grad(loss_fn)(c.params, prep, starts)
+            u, o = tx.update(g, c.opt_state, c.params)
+            return QuantNetState(optax.apply_updates(c.params, u), o), loss
 
-        return jax.lax.scan(step, state, jax.random.split(k_loop, st.steps))
+        state, losses = jax.lax.scan(
+            step, QuantNetState(params, tx.init(params)), jax.random.split(k_loop, st.steps)
+        )
+        return state.params, {"loss": losses}
 
-    return init, train
+    return Model(init, apply, train)
 
 
 def strategy_returns(prep: Prepared, positions: Array) -> tuple[Array, Array]:
