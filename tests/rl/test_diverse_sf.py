@@ -89,4 +89,33 @@ def test_smoke_experiment():
     out = jax.jit(jax.vmap(lambda k: exp.run(cfg, k)))(jax.random.split(jax.random.PRNGKey(0), 2))
     ms = [{k: np.asarray(v)[i] for k, v in out.items()} for i in range(2)]
     assert all(np.all(np.isfinite(v)) for m in ms for v in m.values())
-    assert len(exp.verdict(ms, cfg).checks) == 2
+    v = exp.judge(ms, cfg)
+    assert [c.name for c in v.checks] == [r.name for r in dsf_exp.RULES]
+
+
+def test_learned_discriminator_pieces_by_hand():
+    phi = jnp.asarray([[1.0, 0.0], [-1.0, 0.0]])
+    W = jnp.asarray([[2.0, 0.0, 0.0], [-2.0, 0.0, 0.0], [5.0, 5.0, 5.0]])
+    present = jnp.asarray([1.0, 1.0, 0.0])  # skill 2 absent: it gets no probability
+    logq = ds.discriminator_logits(W, phi, present)
+    p0 = np.exp(2) / (np.exp(2) + np.exp(-2))
+    np.testing.assert_allclose(
+        np.exp(np.asarray(logq)), [[p0, 1 - p0, 0], [1 - p0, p0, 0]], atol=1e-6
+    )
+    occ = jnp.asarray([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    np.testing.assert_allclose(
+        float(ds.discriminator_loss(W, phi, occ, present)), -np.log(p0), rtol=1e-5
+    )
+    r = ds.learned_discriminator_reward(W, phi, present, 1)
+    np.testing.assert_allclose(np.asarray(r), np.log([1 - p0, p0]) + np.log(2), rtol=1e-5)
+    # the discriminator learns: after training on separable skills, q(k|s) -> 1 on its states
+    gW = jax.grad(ds.discriminator_loss)(jnp.zeros((3, 3)), phi, occ, present)
+    assert float(ds.discriminator_loss(-gW * 5.0, phi, occ, present)) < np.log(2)
+
+
+def test_xy_features_are_centred_coordinates():
+    m = diversity_grid(features="xy")
+    assert m.phi.shape == (25, 2)
+    np.testing.assert_allclose(m.phi[0], [-1.0, -1.0])
+    np.testing.assert_allclose(m.phi[12], [0.0, 0.0])
+    np.testing.assert_allclose(m.phi[24], [1.0, 1.0])

@@ -9,6 +9,7 @@ import pytest
 
 from metalab.experiments import domino_gridworld
 from metalab.rl import domino as dm
+from metalab.rl import exact
 from metalab.rl.envs.diversity_grid import diversity_grid
 from metalab.rl.exact import as_jax
 
@@ -113,6 +114,19 @@ def test_smoke_experiment():
     out = jax.jit(jax.vmap(lambda k: exp.run(cfg, k)))(jax.random.split(jax.random.PRNGKey(0), 2))
     ms = [{k: np.asarray(v)[i] for k, v in out.items()} for i in range(2)]
     assert all(np.all(np.isfinite(v)) for m in ms for v in m.values())
-    v = exp.verdict(ms, cfg)
-    assert len(v.checks) == 1 + 1 + len(cfg.fixed_lambdas)
-    np.testing.assert_allclose(domino_gridworld.reference_distance(cfg), 1.1572, rtol=1e-3)
+    v = exp.judge(ms, cfg)
+    assert [c.name for c in v.checks] == [r.name for r in domino_gridworld.RULES]
+    # D*(alpha) = sqrt(2) gamma^4 (1 - q): alpha = bad reward gives the full corner distance
+    np.testing.assert_allclose(
+        float(domino_gridworld.max_distance(cfg, cfg.bad_reward)), np.sqrt(2) * 0.95**4, rtol=1e-6
+    )
+    np.testing.assert_allclose(float(domino_gridworld.max_distance(cfg, 1.0)), 0.0, atol=1e-7)
+
+
+def test_goal_features_make_sfs_the_time_at_each_goal():
+    m = as_jax(diversity_grid(goal_rewards=(1.0, 0.5, 0.5, 0.5), features="goals"))
+    assert m.phi.shape == (25, 4)
+    # a deterministic policy to goal 0 (up-left corner): up, up, left, left from the centre
+    _, pi = exact.policy_iteration(m.P, m.r, m.gamma, 30)
+    psi = exact.expected_successor_features(m.P, pi, m.phi, m.d0, m.gamma)
+    np.testing.assert_allclose(np.asarray(psi), [0.95**4, 0, 0, 0], atol=1e-5)

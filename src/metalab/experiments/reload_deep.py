@@ -94,20 +94,22 @@ def run(config: ReloadDeepConfig, key: jax.Array) -> dict[str, jax.Array]:
     }
     for name, optimistic in (("gda", False), ("reload", True)):
         train = rl_reload.make_deep_train(
-            config.env_name,
-            (config.cost_action,),
-            (config.threshold,),
-            config.iterations,
-            config.n_envs,
-            config.rollout,
-            config.gamma,
-            config.gae_lambda,
-            config.hidden,
-            config.policy_lr,
-            config.critic_lr,
-            config.multiplier_lr,
-            config.entropy,
-            optimistic,
+            rl_reload.DeepReloadConfig(
+                env_name=config.env_name,
+                cost_actions=(config.cost_action,),
+                thresholds=(config.threshold,),
+                iterations=config.iterations,
+                n_envs=config.n_envs,
+                rollout=config.rollout,
+                gamma=config.gamma,
+                gae_lambda=config.gae_lambda,
+                hidden=config.hidden,
+                policy_lr=config.policy_lr,
+                critic_lr=config.critic_lr,
+                multiplier_lr=config.multiplier_lr,
+                entropy=config.entropy,
+                optimistic=optimistic,
+            )
         )
         _, info = train(key)
         cost = info["cost_rate"][:, 0].reshape(n_pts, config.smooth).mean(axis=1)

@@ -15,13 +15,15 @@ with the bootstrapped n-step return :math:`G_t = r_{t+1} + \gamma G_{t+1}`,
 traced, vmapped or differentiated (meta-gradients flow through :func:`ac_update`).
 Returns are maximised; ``ac_loss`` is minimised.
 
-The whole lifetime (:func:`make_train`) is one ``lax.scan`` over updates, each of which
-collects a rollout with an inner ``lax.scan`` over time; ``jax.vmap`` it over seeds.
+The whole lifetime (``make_train(ACConfig) -> train(key)``) is one ``lax.scan`` over updates,
+each of which collects a rollout with an inner ``lax.scan`` over time; ``jax.vmap`` it over
+seeds. Environments are :class:`EnvFns`; :func:`from_gymnax` adapts a gymnax-style one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -185,20 +187,56 @@ def init(key, env: EnvFns, net: ACNet, num_envs: int) -> ACState:
     return ACState(params=params, env_state=env_state, obs=obs)
 
 
-def make_train(
-    env: EnvFns, net: ACNet, num_envs: int, rollout_len: int, num_updates: int
-) -> Callable[[Any, ACHyper], dict]:
-    """``train(key, hyper) -> {"reward": [num_updates]}``: a whole lifetime as one scan.
+@dataclass(frozen=True)
+class ACConfig:
+    """Static configuration of a whole actor-critic lifetime (:func:`make_train`).
 
-    ``reward`` is the mean reward per env step of each update's rollout. ``hyper`` is traced,
-    so ``jax.vmap(train, in_axes=(0, None))`` runs seeds and ``in_axes=(None, 0)`` a grid.
+    Attributes:
+      env: the environment as :class:`EnvFns` (see :func:`from_gymnax` for gymnax envs).
+      net: the :class:`ACNet`.
+      num_envs, rollout_len, num_updates: sizes (>= 1).
+      hyper: the traced hyperparameters used when ``train`` gets none (default
+        :func:`make_hyper`'s).
     """
+
+    env: EnvFns
+    net: ACNet
+    num_envs: int = 8
+    rollout_len: int = 16
+    num_updates: int = 100
+    hyper: ACHyper | None = None
+
+
+def from_gymnax(env: Any, env_params: Any) -> EnvFns:
+    """Wrap a gymnax-style environment (``reset(key, params) -> (obs, state)``, ``step(key,
+    state, action, params) -> (obs, state, reward, done, info)``, auto-resetting) as
+    :class:`EnvFns` for :func:`collect` (the ``done`` flag is dropped: continuing returns)."""
+    return EnvFns(
+        reset=lambda key: env.reset(key, env_params),
+        step=lambda key, s, a: env.step(key, s, a, env_params)[:3],
+    )
+
+
+def make_train(config: ACConfig) -> Callable[..., dict]:
+    """``train(key, hyper=None) -> {"reward": [num_updates]}``: a whole lifetime as one scan.
+
+    ``reward`` is the mean reward per env step of each update's rollout. ``hyper`` is traced
+    (default ``config.hyper``), so ``jax.vmap(train)(keys)`` runs seeds and
+    ``jax.vmap(train, in_axes=(None, 0))`` a grid of hyperparameters.
+    """
+    if not isinstance(config, ACConfig):
+        raise TypeError(f"make_train takes an ACConfig; got {type(config).__name__}")
+    env, net = config.env, config.net
+    num_envs, rollout_len, num_updates = config.num_envs, config.rollout_len, config.num_updates
     if rollout_len < 1 or num_updates < 1:
         raise ValueError(
-            f"rollout_len and num_updates must be >= 1, got {rollout_len}, {num_updates}"
+            f"ACConfig.rollout_len and ACConfig.num_updates must be >= 1, got {rollout_len}, "
+            f"{num_updates}"
         )
+    default_hyper = config.hyper if config.hyper is not None else make_hyper()
 
-    def train(key, hyper: ACHyper) -> dict:
+    def train(key, hyper: ACHyper | None = None) -> dict:
+        hyper = default_hyper if hyper is None else hyper
         k_init, k_run = jax.random.split(key)
         state = init(k_init, env, net, num_envs)
 
@@ -211,3 +249,22 @@ def make_train(
         return {"reward": rewards}
 
     return train
+
+
+__all__ = [
+    "ACConfig",
+    "ACHyper",
+    "ACNet",
+    "ACState",
+    "EnvFns",
+    "Rollout",
+    "ac_loss",
+    "ac_terms",
+    "ac_update",
+    "collect",
+    "from_gymnax",
+    "init",
+    "make_hyper",
+    "make_train",
+    "meta_objective",
+]

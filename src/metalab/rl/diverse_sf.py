@@ -17,7 +17,13 @@ Lagrangian as DOMiNO (:mod:`metalab.rl.domino`): ``r = lambda r_e + (1 - lambda)
   of the convex hull of ``{psi_j}``; ``r_d(s) = phi(s) . w*``;
 * ``"discriminator"`` — DIAYN-style ``r_d(s) = log q(k|s) - log(1/(k+1))`` with the
   Bayes-optimal state discriminator ``q(k|s) = d_k(s) / sum_{j<=k} d_j(s)`` (exact occupancies,
-  smoothed by ``eps``) in place of a trained classifier.
+  smoothed by ``eps``): an idealised discriminator;
+* ``"learned_discriminator"`` — the same reward with a *learned* discriminator, as in the paper:
+  a softmax-linear classifier ``q_W(j|s) = softmax_j(W [phi(s), 1])`` over the skills of the set
+  and the new policy, trained online (Adam, ``disc_lr``, one step per policy step) on the
+  cross-entropy ``-(1/(m+1)) sum_j sum_s d_j(s) log q_W(j|s)`` (the occupancies weight the
+  states, as samples from each skill would). It sees only the features ``phi``, so with
+  low-dimensional features it cannot separate every state.
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from metalab.rl import domino as dm
 from metalab.rl import successor_features as sf
-from metalab.rl.successor_features import TabularMDP
+from metalab.rl.exact import TabularMDP
 
-REWARDS = ("sf", "robust", "discriminator")
+REWARDS = ("sf", "robust", "discriminator", "learned_discriminator")
 
 
 class DiverseSFParams(NamedTuple):
@@ -43,6 +50,7 @@ class DiverseSFParams(NamedTuple):
     multiplier_lr: jnp.ndarray
     eps: jnp.ndarray
     mu_clip: jnp.ndarray | float = 5.0
+    disc_lr: jnp.ndarray | float = 0.05
 
 
 class DiverseSFState(NamedTuple):
@@ -102,6 +110,28 @@ def discriminator_reward(occ_k, occ_set, mask, eps) -> jnp.ndarray:
     return jnp.log(occ_k + eps) - jnp.log(tot + (m + 1) * eps) + jnp.log(m + 1)
 
 
+def discriminator_logits(W: jnp.ndarray, phi: jnp.ndarray, present: jnp.ndarray) -> jnp.ndarray:
+    """``[S, n]`` log-probabilities ``log q_W(j|s)`` of a softmax-linear discriminator on
+    ``[phi(s), 1]`` over the skills with ``present[j] = 1`` (absent skills get ``-inf``)."""
+    feats = jnp.concatenate([phi, jnp.ones((phi.shape[0], 1), phi.dtype)], axis=1)
+    z = feats @ W.T
+    z = jnp.where(present[None, :] > 0, z, -1e9)
+    return jax.nn.log_softmax(z, axis=-1)
+
+
+def discriminator_loss(W, phi, occ_all: jnp.ndarray, present: jnp.ndarray) -> jnp.ndarray:
+    """Cross-entropy ``-(1/m') sum_j present_j sum_s occ_j(s) log q_W(j|s)`` (minimised)."""
+    logq = discriminator_logits(W, phi, present)  # [S, n]
+    ll = jnp.sum(occ_all * logq.T, axis=1)  # [n]
+    return -jnp.sum(present * ll) / jnp.maximum(jnp.sum(present), 1.0)
+
+
+def learned_discriminator_reward(W, phi, present, k) -> jnp.ndarray:
+    """``r_d(s) = log q_W(k|s) + log m'`` with ``m'`` the number of present skills."""
+    logq = discriminator_logits(jax.lax.stop_gradient(W), phi, present)
+    return logq[:, k] + jnp.log(jnp.sum(present))
+
+
 def diversity_reward(kind: str, psi_k, occ_k, state: DiverseSFState, phi, eps, w_robust=None):
     """Dispatch on ``kind`` in :data:`REWARDS`; returns the state reward ``[S]``."""
     if kind == "sf":
@@ -127,35 +157,50 @@ def train_policy(
     """Train one new policy against the frozen set (``kind=None``: extrinsic reward only).
 
     Natural policy gradient steps on ``lambda r_e + (1 - lambda) r_d`` with the multiplier
-    updated simultaneously. Returns the final logits ``[S, A]`` and the ``lambda`` trace.
+    (and, for ``"learned_discriminator"``, the discriminator) updated simultaneously. The new
+    policy is member ``k = sum(state.mask)``. Returns the final logits ``[S, A]`` and the
+    ``lambda`` trace.
     """
     S, A = mdp.P.shape[:2]
+    n = state.mask.shape[0]
     logits0 = init_scale * jax.random.normal(key, (S, A))
     w_robust = robust_weights(state.psi, state.mask) if kind == "robust" else None
+    k = jnp.sum(state.mask).astype(jnp.int32)
+    present = state.mask.at[k].set(1.0)
 
     mopt = dm.multiplier_optimizer(params.multiplier_lr)
+    dopt = optax.adam(params.disc_lr)
+    W0 = jnp.zeros((n, mdp.phi.shape[1] + 1))
 
     def body(carry, _):
-        logits, mu, mstate = carry
+        logits, mu, mstate, W, dstate = carry
         pi = sf.softmax_policy(logits)
         occ = sf.state_occupancy(mdp.P, pi, mdp.d0, mdp.gamma)
         psi = occ @ mdp.phi
         v = occ @ sf.policy_reward(mdp.r, pi)
+        if kind == "learned_discriminator":
+            occ_all = state.occ.at[k].set(jax.lax.stop_gradient(occ))
+            gW = jax.grad(discriminator_loss)(W, mdp.phi, occ_all, present)
+            uW, dstate = dopt.update(gW, dstate)
+            W = W + uW
         if kind is None:
             lam, reward = jnp.ones(()), mdp.r
         else:
             lam = jax.nn.sigmoid(mu)
-            r_d = diversity_reward(kind, psi, occ, state, mdp.phi, params.eps, w_robust)
+            if kind == "learned_discriminator":
+                r_d = learned_discriminator_reward(W, mdp.phi, present, k)
+            else:
+                r_d = diversity_reward(kind, psi, occ, state, mdp.phi, params.eps, w_robust)
             reward = lam * mdp.r + (1.0 - lam) * r_d
         g = sf.natural_direction(mdp.P, logits, jax.lax.stop_gradient(reward), mdp.gamma)
         gmu = jax.grad(dm.multiplier_loss)(mu, v, v_target, params.alpha)
         umu, mstate = mopt.update(gmu, mstate)
         mu = jnp.clip(mu + umu, -params.mu_clip, params.mu_clip)
-        return (logits + params.policy_lr * g, mu, mstate), lam
+        return (logits + params.policy_lr * g, mu, mstate, W, dstate), lam
 
     mu0 = jnp.zeros(())
-    init = (logits0, mu0, mopt.init(mu0))
-    (logits, _, _), lam_t = jax.lax.scan(body, init, None, steps)
+    init = (logits0, mu0, mopt.init(mu0), W0, dopt.init(W0))
+    (logits, *_), lam_t = jax.lax.scan(body, init, None, steps)
     return logits, lam_t
 
 

@@ -35,6 +35,7 @@ the critics (one value head per reward and cost) are regressed with Adam in both
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -295,24 +296,36 @@ def _cost_fn(cost_actions: tuple[int, ...]):
     return lambda a: (a[..., None] == acts).astype(jnp.float32)
 
 
-def make_deep_train(
-    env_name: str = "CartPole-v1",
-    cost_actions: tuple[int, ...] = (1,),
-    thresholds: tuple[float, ...] = (0.45,),
-    iterations: int = 300,
-    n_envs: int = 16,
-    rollout: int = 32,
-    gamma: float = 0.99,
-    gae_lambda: float = 0.95,
-    hidden: int = 32,
-    policy_lr: float = 0.05,
-    critic_lr: float = 3e-3,
-    multiplier_lr: float = 0.5,
-    entropy: float = 0.0,
-    optimistic: bool = True,
-    multiplier_max: float = 100.0,
-):
+@dataclass(frozen=True)
+class DeepReloadConfig:
+    """Static configuration of :func:`make_deep_train` (see its docstring for the agent).
+
+    ``cost_actions[k]`` is the action whose use costs 1 for constraint ``k`` and
+    ``thresholds[k]`` the bound on its average rate (one entry each).
+    """
+
+    env_name: str = "CartPole-v1"
+    cost_actions: tuple[int, ...] = (1,)
+    thresholds: tuple[float, ...] = (0.45,)
+    iterations: int = 300
+    n_envs: int = 16
+    rollout: int = 32
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    hidden: int = 32
+    policy_lr: float = 0.05
+    critic_lr: float = 3e-3
+    multiplier_lr: float = 0.5
+    entropy: float = 0.0
+    optimistic: bool = True
+    multiplier_max: float = 100.0
+
+
+def make_deep_train(config: DeepReloadConfig | None = None, **overrides):
     """Constrained actor-critic (GAE) on a gymnax task; ReLOAD (``optimistic``) or GDA.
+
+    ``make_deep_train(DeepReloadConfig(...)) -> train(key)`` (keyword ``overrides`` replace
+    fields of the config, e.g. ``make_deep_train(optimistic=False)``).
 
     Costs: ``c_{k,t} = 1[a_t == cost_actions[k]]``; constraint ``k`` bounds the average cost
     rate, ``E[c_k] <= thresholds[k]`` (CartPole with ``cost_actions = (1,)``: push right at most
@@ -327,6 +340,14 @@ def make_deep_train(
     Returns ``train(key) -> (DeepReloadState, {"cost_rate": [iterations, m],
     "reward_rate", "termination_rate": [iterations], "multiplier": [iterations, m]})``.
     """
+    import dataclasses as _dc
+
+    config = _dc.replace(config or DeepReloadConfig(), **overrides)
+    env_name, cost_actions, thresholds = config.env_name, config.cost_actions, config.thresholds
+    iterations, n_envs, rollout = config.iterations, config.n_envs, config.rollout
+    gamma, gae_lambda, hidden = config.gamma, config.gae_lambda, config.hidden
+    policy_lr, critic_lr, multiplier_lr = config.policy_lr, config.critic_lr, config.multiplier_lr
+    entropy, optimistic, multiplier_max = config.entropy, config.optimistic, config.multiplier_max
     import gymnax
 
     if iterations < 1 or n_envs < 1 or rollout < 1:
@@ -432,6 +453,7 @@ __all__ = [
     "DIRECTIONS",
     "ReloadParams",
     "ReloadState",
+    "DeepReloadConfig",
     "DeepReloadState",
     "make_optimizer",
     "lagrangian",

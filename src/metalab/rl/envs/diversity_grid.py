@@ -11,7 +11,9 @@ detour (wandering through other cells) costs a factor ``gamma`` per step.
 Features ``phi`` are one-hot cells (``features="cells"``: normalised successor features equal
 state occupancies) or one indicator per goal (``features="goals"``: a ``len(goals)``-dimensional
 feature, so SFs are the discounted time spent in each goal and the route taken is invisible;
-with unequal goal rewards, diversity then has to cost reward).
+with unequal goal rewards, diversity then has to cost reward) or the cell's coordinates
+(``features="xy"``: ``phi(s) = ((i - c_i) / c_i, (j - c_j) / c_j)`` in ``[-1, 1]^2``, a
+two-dimensional, non-one-hot feature).
 
 The MDP is a :class:`metalab.rl.exact.TabularMDP` (numpy arrays); :func:`grid_env` gives the
 same grid as a gymnax-style environment (``reset(key, params)``, ``step(key, state, action,
@@ -28,7 +30,7 @@ import numpy as np
 
 from metalab.rl.exact import TabularMDP
 
-FEATURES = ("cells", "goals")
+FEATURES = ("cells", "goals", "xy")
 
 ACTIONS = ((-1, 0), (1, 0), (0, 1), (0, -1))  # up, down, right, left
 
@@ -52,8 +54,8 @@ def diversity_grid(
       walls: blocked cells.
       gamma: discount in (0, 1).
       goal_rewards: reward per step spent in each goal cell (same length as ``goals``).
-      features: ``"cells"`` (one-hot cells, ``phi[S, S]``) or ``"goals"`` (``phi[S, G]``, one
-        indicator per goal).
+      features: ``"cells"`` (one-hot cells, ``phi[S, S]``), ``"goals"`` (``phi[S, G]``, one
+        indicator per goal) or ``"xy"`` (``phi[S, 2]``, centred coordinates in ``[-1, 1]``).
 
     Returns:
       A :class:`TabularMDP` with ``S = height * width`` states (cell ``(i, j)`` is state
@@ -97,10 +99,15 @@ def diversity_grid(
     d0[idx(start)] = 1.0
     if features == "cells":
         phi = np.eye(S)
-    else:
+    elif features == "goals":
         phi = np.zeros((S, len(goals)))
         for k, g in enumerate(goals):
             phi[idx(g), k] = 1.0
+    else:
+        ci, cj = (height - 1) / 2, (width - 1) / 2
+        phi = np.asarray(
+            [((i - ci) / ci, (j - cj) / cj) for i in range(height) for j in range(width)]
+        )
     return TabularMDP(P=P, r=r, d0=d0, gamma=gamma, phi=phi)
 
 

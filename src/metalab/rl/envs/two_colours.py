@@ -22,6 +22,13 @@ API (pure functions, jit/vmap-able; ``size`` is static, the rest may be traced):
     params = TwoColoursParams(swap_every=1000, step_cost=0.01)
     obs, state = reset(key, params)
     obs, state, reward = step(key, state, action, params)
+
+and the same environment with gymnax's signature (the task is continuing: ``done`` is always
+False)::
+
+    env = TwoColours()
+    obs, state = env.reset(key, env.default_params)
+    obs, state, reward, done, info = env.step(key, state, action, env.default_params)
 """
 
 from __future__ import annotations
@@ -143,3 +150,45 @@ def env_fns(params: TwoColoursParams):
 def phase(state: TwoColoursState, params: TwoColoursParams) -> jnp.ndarray:
     """Time since the last reward swap as a fraction of the period, in [0, 1)."""
     return (state.t % params.swap_every).astype(jnp.float32) / params.swap_every
+
+
+class TwoColours:
+    """The two-colours world with gymnax's ``reset``/``step`` signature (a continuing task).
+
+    ``step`` returns ``(obs, state, reward, done, info)`` with ``done`` always False and
+    ``info = {"t": state.t}``; ``params`` is a :class:`TwoColoursParams` (``size`` static).
+    """
+
+    num_actions = NUM_ACTIONS
+
+    @property
+    def default_params(self) -> TwoColoursParams:
+        return TwoColoursParams()
+
+    def reset(self, key, params: TwoColoursParams | None = None):
+        return reset(key, self.default_params if params is None else params)
+
+    def step(self, key, state: TwoColoursState, action, params: TwoColoursParams | None = None):
+        params = self.default_params if params is None else params
+        obs, new, reward = step(key, state, action, params)
+        return obs, new, reward, jnp.zeros((), bool), {"t": new.t}
+
+    def observation_shape(self, params: TwoColoursParams | None = None) -> tuple[int]:
+        return (obs_size(self.default_params if params is None else params),)
+
+
+__all__ = [
+    "MOVES",
+    "NUM_ACTIONS",
+    "TwoColours",
+    "TwoColoursParams",
+    "TwoColoursState",
+    "check_params",
+    "env_fns",
+    "obs_size",
+    "observe",
+    "phase",
+    "reset",
+    "reward_signs",
+    "step",
+]
