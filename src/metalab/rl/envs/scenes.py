@@ -13,6 +13,13 @@ Rewards*, arXiv:2312.09187), built small enough to train everything here:
 * actions: 0 up, 1 down, 2 left, 3 right (walls block). An episode ends on success or after
   ``max_steps`` steps.
 
+Held-out compositions (zero-shot evaluation of a reward model): ``types`` restricts which object
+types appear in a scene at all and ``goal_types`` which of them can be the goal. A reward model
+trained on scenes of ``SceneEnv(types=seen)`` never sees the other (colour, shape) compositions,
+in images or captions; ``SceneEnv(goal_types=heldout)`` then asks it for exactly those.
+:func:`latin_square_heldout` gives one held-out shape per colour, so every colour and every
+shape word still occurs in training (in other compositions).
+
 Text is a fixed-length sequence of token ids over :data:`VOCAB` (0 is padding). The caption of
 any scene (what the agent stands on) is :func:`caption_tokens`; the goal strings are the
 captions of the success states, so a contrastive image-text model trained on captioned scenes
@@ -75,6 +82,12 @@ def caption_tokens(on_type: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(on_type >= 0, obj, nothing).astype(jnp.int32)
 
 
+def latin_square_heldout(offset: int = 0) -> tuple[int, ...]:
+    """One held-out type per colour, cycling through the shapes: colour ``c`` holds out shape
+    ``(c + offset) % len(SHAPES)``. Every colour and every shape keeps >= 2 seen compositions."""
+    return tuple(c * len(SHAPES) + (c + offset) % len(SHAPES) for c in range(len(COLORS)))
+
+
 def all_goal_tokens() -> jnp.ndarray:
     """Token ids ``(NUM_TYPES, TEXT_LEN)`` of every goal string, in type order."""
     return jnp.stack([tokenize(goal_text(t)) for t in range(NUM_TYPES)])
@@ -100,12 +113,17 @@ class SceneEnv:
       num_objects: objects per scene (1 .. min(NUM_TYPES, grid**2 - 1)).
       cell: pixels per cell side (>= 5: a 1-pixel agent ring around a 3x3 object).
       max_steps: episode length cap.
+      types: object types that may appear in a scene (empty: all :data:`NUM_TYPES`).
+      goal_types: types that may be the goal (empty: any of ``types``); the other objects of
+        a scene are drawn from ``types`` without the goal's type.
     """
 
     grid: int = 5
     num_objects: int = 3
     cell: int = 5
     max_steps: int = 12
+    types: tuple[int, ...] = ()
+    goal_types: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if int(self.grid) < 2:
@@ -117,6 +135,23 @@ class SceneEnv:
             raise ValueError(f"SceneEnv: cell must be >= 5 pixels, got {self.cell}")
         if int(self.max_steps) < 1:
             raise ValueError(f"SceneEnv: max_steps must be >= 1, got {self.max_steps}")
+        for name in ("types", "goal_types"):
+            bad = [t for t in getattr(self, name) if not 0 <= int(t) < NUM_TYPES]
+            if bad or len(set(getattr(self, name))) != len(getattr(self, name)):
+                raise ValueError(
+                    f"SceneEnv: {name} must be distinct types in [0, {NUM_TYPES}), got "
+                    f"{getattr(self, name)}"
+                )
+        allowed = set(self.types) if self.types else set(range(NUM_TYPES))
+        if self.goal_types and not set(self.goal_types) <= allowed:
+            raise ValueError(
+                f"SceneEnv: goal_types {self.goal_types} must be among types {sorted(allowed)}"
+            )
+        if len(allowed) < int(self.num_objects):
+            raise ValueError(
+                f"SceneEnv: num_objects={self.num_objects} needs at least that many types, got "
+                f"{len(allowed)}"
+            )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -133,15 +168,38 @@ class SceneEnv:
     def reset(self, key: jax.Array) -> SceneState:
         """Random distinct objects on distinct cells, agent on an empty cell, random goal."""
         k_type, k_pos, k_goal = jax.random.split(key, 3)
-        types = jax.random.permutation(k_type, NUM_TYPES)[: self.num_objects]
-        cells = jax.random.permutation(k_pos, self.grid**2)[: self.num_objects + 1]
+        n = self.num_objects
+        cells = jax.random.permutation(k_pos, self.grid**2)[: n + 1]
+        goal = jax.random.randint(k_goal, (), 0, n)
+        if not self.types and not self.goal_types:
+            types = jax.random.permutation(k_type, NUM_TYPES)[:n]
+        else:
+            types = self._restricted_types(k_type, goal)
         return SceneState(
             obj_types=types.astype(jnp.int32),
-            obj_pos=self._cells(cells[: self.num_objects]),
-            agent=self._cells(cells[self.num_objects]),
-            goal=jax.random.randint(k_goal, (), 0, self.num_objects),
+            obj_pos=self._cells(cells[:n]),
+            agent=self._cells(cells[n]),
+            goal=goal,
             t=jnp.zeros((), jnp.int32),
         )
+
+    def _restricted_types(self, key: jax.Array, goal: jax.Array) -> jax.Array:
+        """Goal type uniform over ``goal_types``; the others distinct, uniform over ``types``
+        minus the goal's type; the goal's type sits in slot ``goal``."""
+        k_goal, k_rest = jax.random.split(key)
+        allowed = jnp.zeros(NUM_TYPES, bool)
+        allowed = allowed.at[jnp.array(self.types)].set(True) if self.types else ~allowed
+        goals = (
+            jnp.array(self.goal_types)
+            if self.goal_types
+            else jnp.nonzero(allowed, size=len(self.types) or NUM_TYPES)[0]
+        )
+        g = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
+        score = jax.random.uniform(k_rest, (NUM_TYPES,))
+        score = jnp.where(allowed & (jnp.arange(NUM_TYPES) != g), score, -1.0)
+        rest = jnp.argsort(-score)[: self.num_objects - 1]
+        idx = jnp.arange(self.num_objects)
+        return jnp.where(idx == goal, g, rest[idx - (idx > goal)])
 
     def place_agent(self, state: SceneState, cell: jnp.ndarray) -> SceneState:
         """The same scene with the agent moved to ``cell`` (row, col)."""
