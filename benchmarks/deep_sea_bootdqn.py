@@ -7,15 +7,24 @@ Adam 1e-3, one SGD step of every member per environment step, target copy every 
 * bsuite 0.3.6 ``bsuite.baselines.jax.boot_dqn.default_agent`` on bsuite's numpy DeepSea,
   driven by the usual select_action / step / update loop (needs dm-haiku; bsuite's TF agent
   needs tensorflow + sonnet);
-* ``metalab.rl.boot_dqn.make_deep_sea_train`` (whole run one ``lax.scan``), one seed, and
-  the TDU variant (10 of the 20 members explorers), and 4 seeds vmapped (aggregate).
+* ``metalab.rl.boot_dqn.make_deep_sea_train`` (whole run one ``lax.scan``), one seed: the
+  exact algorithm (dense Adam over the whole first-layer table, ``sparse_first_layer=False``)
+  and the fast one (``sparse_first_layer=True``: lazy Adam on the minibatch's first-layer rows,
+  hand-written fused backward pass, target values read from a table recomputed at each target
+  copy), and the fast TDU variant (10 of the 20 members explorers).
+
+Quality (``--quality-seeds S``): the exact and the fast agents on ``S`` seeds (each its own
+Deep Sea mapping, the same for both agents) at ``--quality-size``: mean successful episodes,
+runs solved (bsuite's criterion) and mean solve episode, so that the speed-up is shown not to
+cost episodes solved.
 
 Steady state only: both are timed after their replay holds ``min_replay_size`` transitions
 (metalab resumes from a warmed-up agent state with ``make_deep_sea_episodes``, one compiled
 chunk of episodes per block). Compilation is timed separately. Blocks alternate (bsuite,
 metalab, ...); medians and per-block ratios are printed.
 
-Run: ``python benchmarks/deep_sea_bootdqn.py [--size 20] [--blocks 3]``.
+Run: ``python benchmarks/deep_sea_bootdqn.py [--size 20] [--blocks 3] [--quality-seeds 8]``.
+Prints ``RATIO`` lines (metalab / bsuite env steps per CPU second, per seed).
 """
 
 from __future__ import annotations
@@ -105,7 +114,10 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=3)
     ap.add_argument("--bsuite-episodes", type=int, default=5, help="bsuite episodes per block")
     ap.add_argument("--chunk", type=int, default=20, help="metalab episodes per block")
-    ap.add_argument("--vmap-seeds", type=int, default=4)
+    ap.add_argument("--vmap-seeds", type=int, default=0, help="also time N vmapped seeds")
+    ap.add_argument("--quality-seeds", type=int, default=0)
+    ap.add_argument("--quality-size", type=int, default=10)
+    ap.add_argument("--quality-episodes", type=int, default=300)
     args = ap.parse_args()
     n = args.size
     print(f"jax {jax.__version__}, devices {jax.devices()}, Deep Sea size {n}")
@@ -122,13 +134,17 @@ def main() -> None:
         print(f"bsuite warm-up (replay fill + its jit): {time.perf_counter() - t:.1f} s")
 
     cfg = boot_dqn.BootDQNConfig()  # bsuite default_agent settings
-    tdu_cfg = cfg._replace(num_explorers=10, beta=1.0)
+    fast = cfg._replace(sparse_first_layer=True)
+    tdu_cfg = fast._replace(num_explorers=10, beta=1.0)
+    contenders = [
+        ("boot_dqn exact x1", cfg, 1),
+        ("boot_dqn fast x1", fast, 1),
+        ("tdu fast x1", tdu_cfg, 1),
+    ]
+    if args.vmap_seeds > 1:
+        contenders.append((f"boot_dqn fast x{args.vmap_seeds} vmapped", fast, args.vmap_seeds))
     ours = {}
-    for name, c, s in (
-        ("boot_dqn x1", cfg, 1),
-        ("tdu x1", tdu_cfg, 1),
-        (f"boot_dqn x{args.vmap_seeds} vmapped", cfg, args.vmap_seeds),
-    ):
+    for name, c, s in contenders:
         ours[name] = OursRunner(n, c, args.chunk, s)
         print(f"metalab {name}: compile {ours[name].compile_s:.1f} s")
 
@@ -163,6 +179,34 @@ def main() -> None:
             for k in ours:
                 r = np.array(table[k]) / np.array(table["bsuite"])
                 print(f"  {k:28s} {np.median(r):8.1f}x   per block {np.round(r, 1).tolist()}")
+        for k in ours:
+            r = np.median(np.array(cpu_rows[k]) / np.array(cpu_rows["bsuite"]))
+            print(f"RATIO {k} / bsuite (CPU time per seed): {r:.1f}x")
+    if args.quality_seeds > 0:
+        quality(args, cfg, fast)
+
+
+def quality(args, exact: boot_dqn.BootDQNConfig, fast: boot_dqn.BootDQNConfig) -> None:
+    """Episodes solved by the exact and the fast agent on the same seeds and mappings."""
+    from metalab.rl.envs import deep_sea
+
+    n, e = args.quality_size, args.quality_episodes
+    print(f"\nquality: Deep Sea N={n}, {e} episodes, {args.quality_seeds} seeds")
+    for name, c in (("exact (dense Adam)", exact), ("fast (lazy rows)", fast)):
+        train = jax.jit(boot_dqn.make_deep_sea_train(n, c, e))
+        succ, solved, eps = [], [], []
+        for i in range(args.quality_seeds):
+            k_map, k = jax.random.split(jax.random.PRNGKey(1000 + i))
+            m = deep_sea.random_action_mapping(k_map, n)
+            out = jax.device_get(train(k, None, None, m))
+            ok, ep = deep_sea.solve_episode(out["bad"])
+            succ.append(float(out["success"].sum()))
+            solved.append(bool(ok))
+            eps.append(int(ep))
+        print(
+            f"  {name:20s} successful episodes {np.mean(succ):7.1f} (per seed {succ}); "
+            f"solved {sum(solved)}/{len(solved)}; mean solve episode {np.mean(eps):.0f}"
+        )
 
 
 if __name__ == "__main__":
