@@ -146,6 +146,12 @@ def make_evaluate(
     return evaluate
 
 
+def _finite_min(r: jax.Array) -> jax.Array:
+    """Lowest regret, ignoring NaN evaluations (an overflowing function value is no progress,
+    and must not poison the best-so-far record)."""
+    return jnp.min(jnp.where(jnp.isnan(r), jnp.inf, r))
+
+
 class Rollout(NamedTuple):
     """Per-generation traces of one optimiser run (minimisation)."""
 
@@ -193,7 +199,7 @@ def rollout(
         f, r = fitness_fn(x, k_eval)
         f = jnp.nan_to_num(f, nan=1e30, posinf=1e30, neginf=-1e30)
         state, _ = algo.tell(k_tell, x, f, state, params)
-        best = jnp.minimum(best, jnp.min(r))
+        best = jnp.minimum(best, _finite_min(r))
         return (state, best), (jnp.min(f), best)
 
     _, (gen_best, best) = jax.lax.scan(step, (state, best0), jax.random.split(k_loop, generations))
@@ -251,7 +257,7 @@ def lockstep_rollouts(
         for i, (algo, params) in enumerate(entries):
             s, _ = algo.tell(ks[2 * i + 1], xs[i], fs[i], new_states[i], params)
             out_states.append(s)
-            out_best.append(jnp.minimum(best[i], jnp.min(rs[i])))
+            out_best.append(jnp.minimum(best[i], _finite_min(rs[i])))
             gen_best.append(jnp.min(fs[i]))
         return (out_states, out_best), (jnp.stack(gen_best), jnp.stack(out_best))
 
