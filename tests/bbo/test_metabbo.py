@@ -120,3 +120,17 @@ def test_ray_executor_matches_local():
         ray.shutdown()
     np.testing.assert_allclose(remote[0], local[0], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(remote[1], local[1], rtol=1e-4, atol=1e-4)
+
+
+def test_rollout_ignores_nan_regret():
+    from metalab.bbo import DES
+    from metalab.bbo.problems import rollout
+
+    algo = DES(4, 2)
+
+    def fit(x, k):
+        r = jnp.sum(x**2, axis=1)
+        return r, r.at[0].set(jnp.nan)  # one overflowing evaluation per generation
+
+    out = rollout(algo, algo.default_params, fit, jax.random.PRNGKey(0), jnp.ones(2), 1.0, 3)
+    assert np.all(np.isfinite(np.asarray(out.best_regret)))
