@@ -56,10 +56,10 @@ def test_smoke_runs_end_to_end(name, tmp_path):
     for c in out.verdict.checks:
         assert c.threshold and c.statistic
     exp = EXPERIMENTS[name]
-    if exp.rules:  # checks are exactly the declared rules, each with its rule text and power
-        assert [c.name for c in out.verdict.checks] == [r.name for r in exp.rules]
-        assert [c.rule for c in out.verdict.checks] == [r.text() for r in exp.rules]
-        assert out.verdict.rules_hash == rules_hash(exp.rules)
+    # checks are exactly the declared rules, each with its rule text
+    assert [c.name for c in out.verdict.checks] == [r.name for r in exp.rules]
+    assert [c.rule for c in out.verdict.checks] == [r.text() for r in exp.rules]
+    assert out.verdict.rules_hash == rules_hash(exp.rules)
     index = build_report(store, tmp_path / "report", [name])
     assert f"[{name}]({name}.md)" in index.read_text()
     assert (tmp_path / "report" / f"{name}.md").exists()

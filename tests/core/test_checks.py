@@ -214,3 +214,20 @@ def test_experiment_judge_enforces_declared_rules_and_stacks_seeds():
     assert v.checks[0].rule == rules[0].text()
     with pytest.raises(ValueError, match="not the declared rules"):
         exp(sneaky).judge(metrics, Cfg())
+
+
+def test_an_experiment_without_declared_rules_is_refused():
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        n: int = param(1, "n")
+
+    with pytest.raises(ValueError, match="declare the claim's checks as rules"):
+        Experiment(
+            name="t",
+            paper=Paper("t", "t", 2020),
+            claim="c",
+            config_cls=Cfg,
+            presets={p: Cfg() for p in ("smoke", "quick", "full")},
+            run=lambda c, k: {},
+            verdict=lambda d, c: Verdict(()),
+        )

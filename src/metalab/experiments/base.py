@@ -210,8 +210,7 @@ class Experiment:
       run: ``run(config, key) -> Metrics`` for one seed; pure in its inputs.
       verdict: ``verdict(data, config) -> Verdict`` where ``data`` maps each metric to a numpy
         array whose leading axis is the seed (see :func:`metalab.core.checks.stack_seeds`);
-        its checks come from ``judge(rules, ...)``. Legacy experiments without ``rules`` get
-        the list of per-seed metric dicts instead (to be converted).
+        its checks come from ``metalab.core.checks.judge(rules, ...)``.
       rules: the declared checks (:class:`metalab.core.checks.Rule`), written from the claim
         before any numbers are seen; the report prints them verbatim and the store records
         their hash with every verdict.
@@ -246,6 +245,11 @@ class Experiment:
     ladder: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.rules:
+            raise ValueError(
+                f"{self.name}: declare the claim's checks as rules=(Rule(...), ...) "
+                "(metalab.core.checks); a verdict is computed from declared rules only"
+            )
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise ValueError(f"{self.name}: rule names must be unique; got {names}")
@@ -273,12 +277,10 @@ class Experiment:
     def judge(self, metrics: Sequence[Metrics], config: Any) -> Verdict:
         """The verdict over seeds: stacks the seeds' metrics and calls ``verdict``.
 
-        For an experiment with declared ``rules`` the verdict's checks must be exactly those
-        rules, in order (each computed by :func:`metalab.core.checks.judge`); anything else is
-        an error, so that no verdict can add, drop or hand-build a check.
+        The verdict's checks must be exactly the declared ``rules``, in order (each computed by
+        :func:`metalab.core.checks.judge`); anything else is an error, so that no verdict can
+        add, drop or hand-build a check.
         """
-        if not self.rules:
-            return self.verdict(list(metrics), config)
         from metalab.core.checks import rules_hash, stack_seeds
 
         v = self.verdict(stack_seeds(metrics), config)
