@@ -126,3 +126,27 @@ def test_scale_stops_at_the_budget_and_resumes(tmp_path):
         assert out.points[1].checks is not None
     [s] = sweep.list_sweeps(store)
     assert "budget 30s" in s.note
+
+
+LISTED = (
+    "tdu-deep-sea",
+    "leap-fewshot",
+    "reload-deep",
+    "symla-generalisation",
+    "atari-transfer",
+    "les-bbob",
+    "lga-bbob",
+    "les-neuroevolution",
+)
+
+
+def test_every_declared_ladder_is_valid_and_the_listed_experiments_declare_one():
+    reg = registry.load_all()
+    for name in LISTED:
+        if name in reg:  # an optional extra may be missing
+            assert reg[name].ladder, f"{name} declares no scale ladder"
+    for name, exp in reg.items():
+        if exp.ladder:
+            plan = scale.plan_scale(name)  # every rung resolves (fields, ranges, presets)
+            xs = [p.values[plan.axes[0].field] for p in plan.points]
+            assert xs == sorted(xs) and len(set(xs)) == len(xs), name

@@ -423,5 +423,13 @@ EXPERIMENT = Experiment(
     seeds={"smoke": 2, "quick": 5, "full": 5},
     vmappable=False,
     plot=plot,
+    ladder=(  # metalab scale: agent steps on the base variant (and per transfer variant)
+        {"base_steps": 60, "transfer_steps": 40},
+        {"base_steps": 300, "transfer_steps": 200, "learn_start": 50, "seeds": 3},
+        {"base_steps": 1000, "transfer_steps": 600, "learn_start": 100, "replay_capacity": 2000},
+        {"preset": "quick", "base_steps": 3000, "transfer_steps": 1000},
+        {"preset": "quick", "base_steps": 6000},
+        {"preset": "full", "base_steps": 12_500_000},
+    ),
     tags=("rl", "transfer", "atari"),
 )

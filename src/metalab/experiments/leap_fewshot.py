@@ -363,5 +363,13 @@ EXPERIMENT = Experiment(
     verdict=verdict,
     rules=RULES,
     seeds={"smoke": 2, "quick": 16, "full": 20},
+    ladder=(  # metalab scale: meta-training length, inner steps and pools grow; then seeds
+        {"meta_iters": 2, "seeds": 4},
+        {"meta_iters": 10, "inner_steps": 10, "select_iters": 5, "seeds": 4},
+        {"meta_iters": 40, "inner_steps": 20, "select_iters": 20, "pool_sizes": (1, 2, 4)},
+        {"preset": "quick", "meta_iters": 100, "select_iters": 50},
+        {"preset": "quick", "meta_iters": 200},
+        {"preset": "full", "meta_iters": 5000},
+    ),
     tags=("metalearn", "leap"),
 )

@@ -213,5 +213,13 @@ EXPERIMENT = Experiment(
     run=run,
     verdict=verdict,
     rules=RULES,
+    ladder=(  # metalab scale: generations T (with D, N and the held-out functions)
+        {"generations": 5, "seeds": 4},
+        {"generations": 20, "fns": HELD_OUT[:8], "num_dims": 8, "population_size": 16, "seeds": 4},
+        {"preset": "quick", "generations": 50},
+        {"preset": "quick", "generations": 100},
+        {"preset": "quick", "generations": 300, "seeds": 10},
+        {"preset": "full", "generations": 1000},
+    ),
     tags=("bbo", "les"),
 )

@@ -230,5 +230,13 @@ EXPERIMENT = Experiment(
     run=run,
     verdict=verdict,
     rules=RULES,
+    ladder=(  # metalab scale: generations on digits (and CartPole)
+        {"digits_generations": 2, "seeds": 4},
+        {"digits_generations": 20, "cartpole_generations": 10, "cartpole_steps": 50, "seeds": 4},
+        {"preset": "quick", "digits_generations": 50, "cartpole_generations": 20},
+        {"preset": "quick", "digits_generations": 200},
+        {"preset": "quick", "digits_generations": 1000, "cartpole_generations": 100, "seeds": 10},
+        {"preset": "full", "digits_generations": 5000},
+    ),
     tags=("bbo", "les", "neuroevolution"),
 )

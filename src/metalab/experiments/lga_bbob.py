@@ -145,5 +145,12 @@ EXPERIMENT = Experiment(
     run=run,
     verdict=verdict,
     rules=RULES,
+    ladder=(  # metalab scale: generations T (with D, N and the functions); T=50 is the paper's
+        {"generations": 4, "seeds": 4},
+        {"generations": 12, "fns": BBOB_NAMES[::3], "num_dims": 6, "population_size": 16},
+        {"preset": "quick", "generations": 25},
+        {"preset": "quick", "generations": 50},
+        {"preset": "quick", "generations": 100, "seeds": 20},
+    ),
     tags=("bbo", "lga"),
 )

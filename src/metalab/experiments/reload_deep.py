@@ -159,5 +159,13 @@ EXPERIMENT = Experiment(
     verdict=verdict,
     rules=RULES,
     seeds={"smoke": 2, "quick": 12, "full": 20},
+    ladder=(  # metalab scale: iterations of the actor/critic/multiplier updates
+        {"iterations": 20, "seeds": 4},
+        {"iterations": 100, "seeds": 4},
+        {"iterations": 300, "n_envs": 8, "rollout": 32, "seeds": 6},
+        {"preset": "quick", "iterations": 800},
+        {"preset": "quick", "iterations": 2000},
+        {"preset": "full", "iterations": 10000},
+    ),
     tags=("rl", "constrained", "deep"),
 )

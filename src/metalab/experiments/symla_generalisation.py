@@ -346,5 +346,13 @@ EXPERIMENT = Experiment(
     verdict=verdict,
     rules=RULES,
     seeds={"smoke": 2, "quick": 5, "full": 20},
+    ladder=(  # metalab scale: meta-training iterations on bandits (and the grid world)
+        {"bandit_iterations": 3, "grid_iterations": 3, "seeds": 4},
+        {"bandit_iterations": 30, "grid_iterations": 20, "seeds": 4},
+        {"bandit_iterations": 150, "grid_iterations": 60, "batch": 8, "seeds": 4},
+        {"preset": "quick", "bandit_iterations": 500, "grid_iterations": 150},
+        {"preset": "quick", "bandit_iterations": 1500},
+        {"preset": "full", "bandit_iterations": 20_000},
+    ),
     tags=("rl", "meta-rl", "symla"),
 )

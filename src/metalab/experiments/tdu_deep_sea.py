@@ -371,6 +371,14 @@ EXPERIMENT = Experiment(
     rules=RULES,
     seeds={"smoke": 2, "quick": 8, "full": 20},
     vmappable=False,
+    ladder=(  # metalab scale: Deep Sea size N with episodes; smoke -> quick (N=30) -> full
+        {"size": 6, "num_episodes": 40, "seeds": 4},
+        {"size": 8, "num_episodes": 150, "seeds": 4},
+        {"size": 12, "num_episodes": 400, "num_ensemble": 6, "num_explorers": 3, "seeds": 4},
+        {"preset": "quick", "size": 20, "num_episodes": 800},
+        {"preset": "quick", "size": 30},
+        {"preset": "full", "size": 50},
+    ),
     tags=("rl", "exploration"),
 )
 
