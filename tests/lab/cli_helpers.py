@@ -74,3 +74,13 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     got = capsys.readouterr()
     return code, got.out, got.err
+
+
+def prepare_and_claim(path: str) -> list[int]:
+    """A separate process: create the store (maybe at the same moment as others) and lease up
+    to 2 of seeds 0..7."""
+    from metalab.lab.store import Store
+
+    store = Store(path)
+    store.prepare()
+    return store.claim("e", "h", "v", range(8), f"owner-{os.getpid()}", 2, 60.0)

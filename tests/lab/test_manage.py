@@ -223,3 +223,13 @@ def test_a_store_written_before_the_application_id_is_adopted(tmp_path):
     con.close()
     assert float(st.get_results("e", "h", "v")[0]["x"]) == 1.5
     assert st.claim("e", "h", "v", [0, 1], "me", 5, 60.0) == [1]
+
+
+def test_processes_creating_one_store_at_once_lease_each_seed_once(tmp_path):
+    import multiprocessing
+
+    from cli_helpers import prepare_and_claim
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        got = pool.map(prepare_and_claim, [str(tmp_path / "s.sqlite")] * 4)
+    assert sorted(s for g in got for s in g) == list(range(8))

@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS invocations (
     started_at   REAL NOT NULL,
     finished_at  REAL,
     compile_seconds REAL,
-    run_seconds  REAL
+    run_seconds  REAL,
+    status       TEXT
 );
 CREATE TABLE IF NOT EXISTS verdicts (
     experiment   TEXT NOT NULL,
@@ -78,6 +79,7 @@ CREATE TABLE IF NOT EXISTS verdicts (
     seeds        INTEGER NOT NULL,
     verdict_json TEXT NOT NULL,
     computed_at  REAL NOT NULL,
+    rules_hash   TEXT,
     PRIMARY KEY (experiment, config_hash, code_version, seeds)
 );
 CREATE TABLE IF NOT EXISTS leases (
@@ -259,8 +261,11 @@ class Store:
             raise StoreError(_describe_sqlite_error(p, e)) from None
         finally:
             con.close()
-        legacy = app_id == 0 and all(
-            t in tables and cols <= tables[t] for t, cols in _METALAB_TABLES.items()
+        # A store written before the application id (metalab's tables), or an empty database
+        # (no tables: nothing to damage; also another metalab process creating it right now).
+        legacy = app_id == 0 and (
+            not tables
+            or all(t in tables and cols <= tables[t] for t, cols in _METALAB_TABLES.items())
         )
         if app_id != APPLICATION_ID and not legacy:
             raise StoreError(
@@ -311,13 +316,21 @@ class Store:
             con.execute("PRAGMA busy_timeout=60000")
             if not self._prepared:
                 con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
-                for table, column, sql in _MIGRATIONS:
-                    cols = {c[1] for c in con.execute(f"PRAGMA table_info('{table}')")}
-                    if column not in cols:
-                        con.execute(sql)
-                con.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                # One transaction, so that processes creating the store at once do not race.
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in filter(str.strip, _SCHEMA.split(";")):
+                        con.execute(stmt)
+                    for table, column, sql in _MIGRATIONS:
+                        cols = {c[1] for c in con.execute(f"PRAGMA table_info('{table}')")}
+                        if column not in cols:
+                            con.execute(sql)
+                    con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                    con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
                 self._prepared = True
             con.execute("PRAGMA synchronous=NORMAL")
             yield con
