@@ -200,7 +200,7 @@ def test_seeds_axis_shares_the_first_seeds(tmp_path, capsys):
     assert list(checks["seeds"]) == [3, 6] and list(checks["n"]) == [3, 6]
 
 
-def test_sweeps_table_lists_sweeps(tmp_path):
+def test_sweeps_table_lists_sweeps(tmp_path, capsys):
     store = tmp_path / "s.sqlite"
     assert (
         cli.main(
@@ -221,6 +221,9 @@ def test_sweeps_table_lists_sweeps(tmp_path):
     table = sweep.sweeps_table(store)
     assert table is not None and table.row_count == 1
     assert sweep.sweeps_table(store, experiments=["other"]) is None
+    capsys.readouterr()
+    assert cli.main(["runs", "--store", str(store)]) == 0  # metalab runs lists it (read-only)
+    assert sweep.list_sweeps(store)[0].id in capsys.readouterr().out
 
 
 def test_a_failing_point_does_not_stop_the_others(tmp_path, capsys):

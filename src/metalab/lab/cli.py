@@ -484,6 +484,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 _when(g.last_finished),
             )
         console.print(table)
+        from metalab.lab.sweep import sweeps_table  # sweeps and scaling studies (issue 17)
+
+        if (sweeps := sweeps_table(store, names or None)) is not None:
+            console.print(sweeps)
         return EXIT_OK
     if action == "delete":
         n = store.delete(args.name, args.config, args.code_version)
