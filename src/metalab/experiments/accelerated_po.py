@@ -154,12 +154,14 @@ def _select(config, method, noise, tune, key) -> jax.Array:
     keys = jax.random.split(key, J_stars.shape[0])
 
     def score(lr):
-        it, gap, *_ = jax.vmap(lambda m, j, k: _evaluate(config, method, noise, m, j, lr, k))(
-            mdps, J_stars, keys
+        it, gap, *_ = jax.lax.map(
+            lambda x: _evaluate(config, method, noise, x[0], x[1], lr, x[2]), (mdps, J_stars, keys)
         )
         return jnp.median(gap if noise > 0 else it)
 
-    return grid[jnp.argmin(jax.vmap(score)(grid))]
+    # sequential maps, not vmaps: wide vmapped scans of batched solves park jaxlib 0.10.2's
+    # CPU runtime now and then
+    return grid[jnp.argmin(jax.lax.map(score, grid))]
 
 
 def run(config: AcceleratedPOConfig, key: jax.Array) -> dict[str, jax.Array]:
@@ -167,7 +169,7 @@ def run(config: AcceleratedPOConfig, key: jax.Array) -> dict[str, jax.Array]:
         raise ValueError(f"branching={config.branching} must be <= num_states={config.num_states}")
     k_eval, k_tune, k_noise = jax.random.split(key, 3)
     mdp, J_star = _mdp(config, k_eval)
-    tune = jax.vmap(lambda k: _mdp(config, k))(jax.random.split(k_tune, config.num_tune_mdps))
+    tune = jax.lax.map(lambda k: _mdp(config, k), jax.random.split(k_tune, config.num_tune_mdps))
     out = {}
     for m in METHODS:
         for noise, tag in ((0.0, ""), (config.adv_noise, "_noisy")):
