@@ -224,6 +224,10 @@ def test_sweeps_table_lists_sweeps(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["runs", "--store", str(store)]) == 0  # metalab runs lists it (read-only)
     assert sweep.list_sweeps(store)[0].id in capsys.readouterr().out
+    out = tmp_path / "rebuilt"
+    assert cli.main(["report", "--html", "--store", str(store), "--out", str(out)]) == 0
+    index = (out / "sweeps" / "index.html").read_text()
+    assert "<a href='test-sweep-effect-sweep-" in index
 
 
 def test_a_failing_point_does_not_stop_the_others(tmp_path, capsys):

@@ -396,6 +396,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     Console().print(f"report: {index}")
     if args.html:
         Console().print(f"report: {index.with_suffix('.html')}")
+    from metalab.lab.sweep_report import write_sweep_reports  # sweeps and scaling studies
+
+    if write_sweep_reports(store, args.out, html=args.html, experiments=args.names or None):
+        Console().print(f"sweeps: {Path(args.out) / 'sweeps' / 'index.md'} (and .html pages)")
     return EXIT_OK
 
 

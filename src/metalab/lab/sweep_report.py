@@ -426,6 +426,23 @@ def write_sweep_reports(
             for s, md, _ in out
         ]
         _atomic_write(root / "index.md", "\n".join(lines) + "\n")
+        if html:
+            rows = [
+                [f"{s.id}", s.kind, s.experiment, s.axes_text, s.status, page.name]
+                for s, _, page in out
+                if page is not None
+            ]
+            blocks = [
+                ("h", 1, "Sweeps and scaling studies"),
+                ("table", ["sweep", "kind", "experiment", "axes", "status", "page"], rows),
+            ]
+            text = _html(blocks, "metalab sweeps")
+            for _s, _, page in out:  # link each page from the index
+                if page is not None:
+                    text = text.replace(
+                        f"<td>{page.name}</td>", f"<td><a href='{page.name}'>{page.name}</a></td>"
+                    )
+            _atomic_write(root / "index.html", text)
     return out
 
 
