@@ -78,6 +78,21 @@ class PermutedBandit:
         r = jax.random.bernoulli(key, state.probs[action]).astype(jnp.float32)
         return state.replace(t=state.t + 1), r
 
+    # gymnax-style raw API (the conventions shared by metalab's RL envs, see docs/tdu.md)
+    default_params = None
+
+    def reset_env(self, key: jax.Array, params=None) -> tuple[jnp.ndarray, BanditState]:
+        """gymnax's ``reset_env``: ``(obs, state)`` of a fresh task (identity arm order)."""
+        del params
+        state = self.init(key)
+        return self.observe(state), state
+
+    def step_env(self, key: jax.Array, state: BanditState, action: jnp.ndarray, params=None):
+        """gymnax's ``step_env``: ``(obs, state, reward, done, info)``; a bandit never ends."""
+        del params
+        state, r = self.step(key, state, action)
+        return self.observe(state), state, r, jnp.zeros((), bool), {}
+
     def best_mean(self, state: BanditState) -> jnp.ndarray:
         """Expected reward per step of the best arm (for regret)."""
         return state.probs.max()

@@ -91,6 +91,23 @@ class PermutedGrid:
         cell = state.pos[0] * self.size + state.pos[1]
         return jax.nn.one_hot(cell, self.obs_dim)[state.obs_perm]
 
+    # gymnax-style raw API (the conventions shared by metalab's RL envs, see docs/tdu.md)
+    default_params = None
+
+    def reset_env(self, key: jax.Array, params=None) -> tuple[jnp.ndarray, GridState]:
+        """gymnax's ``reset_env``: ``(obs, state)`` of a fresh task (identity orders)."""
+        del params
+        state = self.init(key)
+        return self.observe(state), state
+
+    def step_env(self, key: jax.Array, state: GridState, action: jnp.ndarray, params=None):
+        """gymnax's ``step_env``: ``(obs, state, reward, done, info)``; ``done`` marks the
+        end of an episode (goal reached or ``episode_len`` steps; the lifetime continues)."""
+        del params
+        new, r = self.step(key, state, action)
+        done = new.t_episode == 0
+        return self.observe(new), new, r, done, {}
+
     def step(
         self, key: jax.Array, state: GridState, action: jnp.ndarray
     ) -> tuple[GridState, jnp.ndarray]:

@@ -226,6 +226,23 @@ class SceneEnv:
         state = state.replace(agent=agent, t=state.t + 1)
         return state, self.success(state) | (state.t >= self.max_steps)
 
+    # gymnax-style raw API (the conventions shared by metalab's RL envs, see docs/tdu.md)
+    default_params = None
+
+    def reset_env(self, key: jax.Array, params=None) -> tuple[jnp.ndarray, SceneState]:
+        """gymnax's ``reset_env``: ``(rendered image, state)``."""
+        del params
+        state = self.reset(key)
+        return self.render(state), state
+
+    def step_env(self, key: jax.Array, state: SceneState, action: jnp.ndarray, params=None):
+        """gymnax's ``step_env``: ``(image, state, reward, done, info)`` with the ground-truth
+        reward (1 on reaching the goal); a VLM reward replaces it in ``metalab.rl.vlm_reward``."""
+        del key, params
+        new, done = self.step(state, action)
+        r = self.success(new).astype(jnp.float32)
+        return self.render(new), new, r, done, {"success": self.success(new)}
+
     def render(self, state: SceneState) -> jnp.ndarray:
         """RGB image ``(grid*cell, grid*cell, 3)`` in [0, 1]."""
         c, g = self.cell, self.grid
