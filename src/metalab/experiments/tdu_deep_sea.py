@@ -337,8 +337,10 @@ PRESETS = {
         curve_points=4,
         validation_seeds=1,
     ),
-    # beta and prior_scale: the output of select() on this preset (see docs/tdu.md)
-    "quick": TDUDeepSeaConfig(),
+    # beta and prior_scale: the output of select() on this preset (validation seeds 10000-10001,
+    # both variants; successes boot prior 2.5 / 5 / 10: 274 / 208 / 431; TDU (prior 10) beta
+    # 0.1 / 1 / 10: 384 / 344 / 101; see docs/tdu.md)
+    "quick": TDUDeepSeaConfig(beta=0.1, prior_scale=10.0),
     "full": TDUDeepSeaConfig(
         size=50,
         num_episodes=10_000,
