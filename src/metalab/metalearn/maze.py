@@ -30,6 +30,8 @@ from metalab.metalearn.tasks import SPLITS, Task
 
 ApplyFn = Callable[[Any, jnp.ndarray], jnp.ndarray]
 
+__all__ = ["goal_split", "make_env", "make_maze_loss", "obs_size", "sample_maze_task"]
+
 
 @functools.lru_cache(maxsize=4)
 def make_env(maze_size: int = 9):

@@ -34,6 +34,20 @@ import numpy as np
 
 SPLITS = ("train", "val", "test")
 
+__all__ = [
+    "SPLITS",
+    "DigitsFamily",
+    "Task",
+    "check_digits_task",
+    "long_horizon_task",
+    "make_digits_family",
+    "random_affine",
+    "sample_digits_task",
+    "sample_tasks",
+    "sinusoid_task",
+    "warp_images",
+]
+
 
 class Task(NamedTuple):
     """One task: ``support = (x, y)`` to adapt on, ``query = (x, y)`` to evaluate on."""
