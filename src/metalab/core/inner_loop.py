@@ -17,7 +17,7 @@ Options that every meta-learning method in metalab shares:
   differentiated through exactly ``T`` updates (for :math:`x \leftarrow x + w` over K steps,
   :math:`\partial x_K / \partial w = T`).
 * ``first_order=True``: the update ``u`` is treated as a constant in the backward pass
-  (FOMAML-style: :math:`\partial\theta_{k+1}/\partial\theta_k = I`).
+  (a first-order approximation: :math:`\partial\theta_{k+1}/\partial\theta_k = I`).
 * ``checkpoint=True``: rematerialise each step in the backward pass, trading compute for
   memory (``jax.checkpoint``).
 """
@@ -103,7 +103,7 @@ def sgd_step(loss_fn: Callable[..., jnp.ndarray], lr) -> StepFn:
     """A plain SGD update rule for :func:`unroll`: ``theta - lr * grad loss(theta, batch)``.
 
     ``loss_fn(params, batch) -> scalar``. ``aux`` is the pre-update loss. ``lr`` may be a
-    traced scalar or a pytree matching ``params`` (per-parameter step sizes, Meta-SGD style).
+    traced scalar or a pytree matching ``params`` (per-parameter step sizes).
     """
 
     def step(params, batch, k):
