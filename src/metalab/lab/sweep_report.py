@@ -231,6 +231,14 @@ def summary_lines(analysis: SweepAnalysis) -> list[str]:
     return lines
 
 
+def _level(level: Any) -> str:
+    try:
+        lv = float(level)
+    except (TypeError, ValueError):
+        return ""
+    return f" ({lv:.0%})" if math.isfinite(lv) else ""
+
+
 def _fmt(x: Any) -> str:
     if isinstance(x, bool) or x is None:
         return str(x)
@@ -267,7 +275,8 @@ def _blocks(analysis: SweepAnalysis, figures: dict[tuple[str, str], Path]) -> li
         (
             "p",
             "Each check is the experiment's declared rule judged on the seeds of one point "
-            "(value with its 95% CI, p Holm-adjusted within the experiment's groups). Points "
+            "(value with its CI at the level the rule reports, p Holm-adjusted within the "
+            "experiment's groups). Points "
             "are not adjusted across the sweep: the trend's slope (weighted by the points' CIs) "
             "is the sweep-level evidence, and a claim is said to hold from the value at which it "
             "passes there and at every larger value tried.",
@@ -302,14 +311,14 @@ def _blocks(analysis: SweepAnalysis, figures: dict[tuple[str, str], Path]) -> li
                 + [
                     str(p["seeds_done"]),
                     _fmt(c["value"]),
-                    f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]",
+                    f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]" + _level(c.get("ci_level")),
                     _fmt(c["p_value"]),
                     _fmt(c["p_adjusted"]),
                     _fmt(c["mde"]),
                     "yes" if c["passed"] else "no",
                 ]
             )
-        header = ["point", *fields, "seeds", "value", "95% CI", "p", "p adj.", "MDE", "passed"]
+        header = ["point", *fields, "seeds", "value", "CI", "p", "p adj.", "MDE", "passed"]
         blocks.append(("table", header, rows))
     blocks.append(("h", 2, "Points"))
     rows = [
