@@ -268,7 +268,11 @@ RULES = (
 
 
 def _derived(data: dict[str, np.ndarray], cfg: AtariTransferConfig) -> dict[str, np.ndarray]:
-    """Per-seed random-relative gains and ANOVA excess partial eta^2 (see the docstring)."""
+    """Per-seed random-relative gains and ANOVA excess partial eta^2 (see the docstring).
+
+    Where the design leaves no residual degree of freedom for an order (e.g. the smoke
+    preset's 2 variants) the excess is 0: no evidence, which an exact sign test never passes.
+    """
     facts = at.factor_table(variants_of(cfg))
     factors = _factor_names(cfg)
     rand = np.asarray(data["score/random"], float)
@@ -281,8 +285,8 @@ def _derived(data: dict[str, np.ndarray], cfg: AtariTransferConfig) -> dict[str,
                 df = facts.assign(gain=g)
                 try:
                     vals.append(at.excess_partial_eta_sq(df, "gain", factors, order))
-                except ValueError:
-                    vals.append(np.nan)
+                except ValueError:  # not estimable (no residual df): no evidence
+                    vals.append(0.0)
             out[f"excess_eta/{resp}_{label}"] = np.asarray(vals)
     return out
 
