@@ -2,7 +2,8 @@
 
 Every environment with gymnax's ``reset(key, params)`` / ``step(key, state, action, params)``
 and every ``make_train(...) -> train(key, ...)`` goes through the same checks: jit equals eager,
-and vmap over keys equals a Python loop over keys (optax's ``alias_test`` pattern).
+and vmap over keys equals a Python loop over keys (optax's ``alias_test`` pattern). The deep
+ReLOAD agent is left to ``test_reload.py``'s smoke test (its compile is the slowest).
 """
 
 from __future__ import annotations
@@ -83,11 +84,6 @@ def _ac():
     return ac.make_train(cfg)
 
 
-def _reload_deep():
-    cfg = rl.DeepReloadConfig(iterations=3, n_envs=2, rollout=4, hidden=8)
-    return lambda key: rl.make_deep_train(cfg)(key)[1]
-
-
 def _reload_tabular():
     cmdp = random_cmdp(jax.random.PRNGKey(1), 4, 2, 0.8, n_constraints=2)
     params = rl.ReloadParams(jnp.asarray(1.0), jnp.asarray(1.0), jnp.asarray(10.0))
@@ -138,7 +134,6 @@ def _garnet_exact():
 
 TRAINS = {
     "actor_critic": _ac,
-    "reload_deep": _reload_deep,
     "reload_tabular": _reload_tabular,
     "domino": _domino,
     "diverse_sf": _diverse_sf,
