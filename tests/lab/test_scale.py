@@ -146,7 +146,7 @@ def test_every_declared_ladder_is_valid_and_the_listed_experiments_declare_one()
         if name in reg:  # an optional extra may be missing
             assert reg[name].ladder, f"{name} declares no scale ladder"
     for name, exp in reg.items():
-        if exp.ladder:
+        if exp.ladder and not name.startswith("test-"):  # fixtures (some invalid on purpose)
             plan = scale.plan_scale(name)  # every rung resolves (fields, ranges, presets)
             xs = [p.values[plan.axes[0].field] for p in plan.points]
             assert xs == sorted(xs) and len(set(xs)) == len(xs), name
