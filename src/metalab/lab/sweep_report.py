@@ -156,8 +156,12 @@ def plot_curves(analysis: SweepAnalysis, out_dir: Path) -> dict[tuple[str, str],
     paths: dict[tuple[str, str], Path] = {}
     for k, name in enumerate(analysis.checks):
         for f, log in analysis.log_x.items():
-            curves = [c for c in analysis.curves if c.check == name and c.field == f]
-            if not curves:
+            curves = [
+                c
+                for c in analysis.curves
+                if c.check == name and c.field == f and np.isfinite(c.value).any()
+            ]
+            if not curves:  # nothing to draw (e.g. a statistic undefined at every point)
                 continue
             fig, ax = plt.subplots(figsize=(6.4, 4.2))
             for i, c in enumerate(curves):
