@@ -375,7 +375,7 @@ EXPERIMENT = Experiment(
     vmappable=False,
     ladder=(  # metalab scale: Deep Sea size N with episodes; smoke -> quick (N=30) -> full
         {"size": 6, "num_episodes": 40, "seeds": 4},
-        {"size": 8, "num_episodes": 150, "seeds": 4},
+        {"size": 8, "num_episodes": 160, "seeds": 4},
         {"size": 12, "num_episodes": 400, "num_ensemble": 6, "num_explorers": 3, "seeds": 4},
         {"preset": "quick", "size": 20, "num_episodes": 800},
         {"preset": "quick", "size": 30},
