@@ -233,13 +233,6 @@ def test_an_experiment_without_declared_rules_is_refused():
         )
 
 
-def test_readme_example_runs(capsys):
-    import re
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    m = re.search(r"<!-- example: checks -->\s*```python\n(.*?)```", readme, re.S)
-    assert m, "README lost its checks example"
-    exec(compile(m.group(1), "README.md", "exec"), {})
-    out = capsys.readouterr().out
-    assert "superiority" in out and out.strip().endswith("True")
+def test_readme_example_runs(readme_example):
+    _, printed = readme_example("checks")
+    assert "superiority" in printed and printed.strip().endswith("True")

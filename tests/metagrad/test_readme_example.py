@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import re
-from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def test_readme_metagrad_example_runs():
-    text = README.read_text()
-    m = re.search(r"<!-- example: metagrad -->\s*```python\n(.*?)```", text, re.S)
-    assert m, "README lost its metagrad example"
-    ns: dict = {}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(m.group(1), "README.md:metagrad", "exec"), ns)
-    assert "step size 0.01 ->" in out.getvalue()
+def test_readme_metagrad_example_runs(readme_example):
+    ns, printed = readme_example("metagrad")
+    assert "step size 0.01 ->" in printed
     lr = float(ns["jnp"].exp(ns["log_lr"]))
     # the bootstrapped target lies further along: the step grows, and stays below 2 / L = 0.2
     assert 0.01 < lr < 0.2

@@ -445,6 +445,43 @@ def _tx(rule: Rule, key: str, x: np.ndarray, how: str) -> np.ndarray:
     return x
 
 
+def _build(
+    check: Any,
+    rule: Rule,
+    *,
+    statistic: str,
+    value: float,
+    p: float,
+    ci: tuple[float, float],
+    effect: float,
+    effect_name: str,
+    mde: float,
+    n: int,
+    level: float,
+    threshold: str | None = None,
+):
+    """One ``Check`` for ``rule``: passes iff p < ALPHA (before Holm, see :func:`holm_adjust`)."""
+    p = float(p)
+    return check(
+        name=rule.name,
+        statistic=statistic,
+        value=float(value),
+        passed=bool(np.isfinite(p) and p < ALPHA),
+        threshold=threshold or f"p < {ALPHA:g}",
+        p_value=p,
+        effect_size=float(effect),
+        ci=(float(ci[0]), float(ci[1])),
+        test=_test_name(rule),
+        rule=rule.text(),
+        p_adjusted=p,
+        mde=float(mde),
+        n=int(n),
+        ci_level=float(level),
+        group=rule.group or "",
+        effect_name=effect_name,
+    )
+
+
 def evaluate(rule: Rule, data: Mapping[str, Any]):
     """Compute one declared rule on seed-stacked data; returns a ``Check`` (no Holm)."""
     check = _check_cls()
@@ -544,23 +581,18 @@ def _directional(rule: Rule, a: np.ndarray, b: np.ndarray | None, check):
                 mde = mde_t(a.size, pooled, two_sample_n2=b.size) / _RANK_ARE
             else:
                 mde = math.nan
-    return check(
-        name=rule.name,
+    return _build(
+        check,
+        rule,
         statistic=stat_name,
         value=float(value),
-        passed=bool(np.isfinite(p) and p < ALPHA),
-        threshold=f"p < {ALPHA:g}",
-        p_value=float(p),
-        effect_size=float(eff),
+        p=float(p),
         ci=(float(ci[0]), float(ci[1])),
-        test=_test_name(rule),
-        rule=rule.text(),
-        p_adjusted=float(p),
+        effect=float(eff),
+        effect_name=eff_name,
         mde=float(mde),
         n=int(n),
-        ci_level=float(level),
-        group=rule.group or "",
-        effect_name=eff_name,
+        level=float(level),
     )
 
 
@@ -606,23 +638,19 @@ def _equivalence(rule: Rule, a: np.ndarray, b: np.ndarray, check):
             se, df = _welch(a, b) if a.size > 1 and b.size > 1 else (math.nan, 0.0)
             mde = _tmde_equiv(se, df) / _RANK_ARE
             what = f"Hodges-Lehmann shift, {rule.a} - {rule.b}"
-    return check(
-        name=rule.name,
+    return _build(
+        check,
+        rule,
         statistic=what,
         value=float(value),
-        passed=bool(np.isfinite(p) and p < ALPHA),
-        threshold=f"p < {ALPHA:g} (interval inside ±{m:g})",
-        p_value=float(p),
-        effect_size=float(eff),
+        p=float(p),
         ci=(float(ci[0]), float(ci[1])),
-        test=_test_name(rule),
-        rule=rule.text(),
-        p_adjusted=float(p),
+        effect=float(eff),
+        effect_name=eff_name,
         mde=float(mde),
         n=int(n),
-        ci_level=float(level),
-        group=rule.group or "",
-        effect_name=eff_name,
+        level=float(level),
+        threshold=f"p < {ALPHA:g} (interval inside ±{m:g})",
     )
 
 
@@ -646,23 +674,18 @@ def _wins(rule: Rule, data: Mapping[str, Any], check):
     k, n = int((nz > 0).sum()), int(nz.size)
     p = float(sps.binomtest(k, n, 0.5, alternative="greater").pvalue) if n else 1.0
     level = 1 - 2 * ALPHA
-    return check(
-        name=rule.name,
+    return _build(
+        check,
+        rule,
         statistic=f"fraction of problems won ({k} of {n}, ties dropped)",
         value=k / n if n else math.nan,
-        passed=bool(p < ALPHA),
-        threshold=f"p < {ALPHA:g}",
-        p_value=p,
-        effect_size=float(np.median(s * (a.mean(axis=0) - b.mean(axis=0)))),
+        p=p,
         ci=_binom_ci(k, n, level),
-        test=_test_name(rule),
-        rule=rule.text(),
-        p_adjusted=p,
+        effect=float(np.median(s * (a.mean(axis=0) - b.mean(axis=0)))),
+        effect_name="median per-problem advantage" + (" (log)" if rule.transform == "log" else ""),
         mde=mde_sign(n),
         n=n,
-        ci_level=level,
-        group=rule.group or "",
-        effect_name="median per-problem advantage" + (" (log)" if rule.transform == "log" else ""),
+        level=level,
     )
 
 
@@ -714,23 +737,18 @@ def _trend(rule: Rule, data: Mapping[str, Any], check):
             p, h, mde = math.nan, math.nan, math.nan
         ci = (value - h, value + h)
         eff, eff_name, n = float(r.rvalue), "Pearson r", x.size
-    return check(
-        name=rule.name,
+    return _build(
+        check,
+        rule,
         statistic="slope per unit of " + ("log " if rule.x_transform == "log" else "") + rule.a,
         value=float(value),
-        passed=bool(np.isfinite(p) and p < ALPHA),
-        threshold=f"p < {ALPHA:g}",
-        p_value=float(p),
-        effect_size=float(eff),
+        p=float(p),
         ci=(float(ci[0]), float(ci[1])),
-        test=_test_name(rule),
-        rule=rule.text(),
-        p_adjusted=float(p),
+        effect=float(eff),
+        effect_name=eff_name,
         mde=float(mde),
         n=int(n),
-        ci_level=float(level),
-        group=rule.group or "",
-        effect_name=eff_name,
+        level=float(level),
     )
 
 
