@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import sweep_fixtures
 
+import metalab.lab
 from metalab.experiments import registry
 from metalab.lab import cli, sweep
 from metalab.lab.sweep_report import analyse
@@ -113,6 +114,8 @@ def test_sweep_stores_judges_reports_and_resumes(tmp_path, capsys):
     df = sweep.sweep_frame(store)
     assert len(df) == 3 * 6
     assert {"effect", "seed", "score/a", "score/b", "config_hash", "code_version"} <= set(df)
+    via_load = metalab.lab.load(store, NAME, sweep="all")  # the notebook entry point
+    assert len(via_load) == 3 * 6 and sorted(set(via_load["effect"])) == [0.0, 0.5, 3.0]
     checks = sweep.checks_frame(store, NAME)
     assert list(checks["effect"]) == [0.0, 0.5, 3.0]
     assert list(checks["passed"]) == [False, False, True]
@@ -124,6 +127,9 @@ def test_sweep_stores_judges_reports_and_resumes(tmp_path, capsys):
     assert (out / "sweeps" / f"{NAME}-sweep-{s.id}.md").exists()
     html = (out / "sweeps" / f"{NAME}-sweep-{s.id}.html").read_text()
     assert "data:image/png;base64," in html and "a beats b" in html
+    assert cli.main(["report", "--html", "--store", str(store), "--out", str(out)]) == 0
+    assert "sweeps/index.html" in (out / "index.html").read_text()
+    assert (out / "sweeps" / "index.html").exists()
     before = _results(store)
     assert cli.main([*argv, "--out", str(out)]) == 0
     assert capsys.readouterr().out.count("computed 0, reused 6") == 3

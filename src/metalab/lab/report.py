@@ -422,6 +422,9 @@ def build_report(
         link = f"[{name}]({name}.md)" if preset else name
         extra = f" ({flag})" if flag else ""
         lines.append(f"| {link} | {preset or '–'} | {label}{extra} | {summary} |")
+    has_sweeps = _has_sweeps(store)
+    if has_sweeps:
+        lines += ["", "Sweeps and scaling studies: [sweeps/index.md](sweeps/index.md)."]
     index = out / "index.md"
     _atomic_write(index, "\n".join(lines) + "\n")
     if html:
@@ -439,5 +442,20 @@ def build_report(
                 f"<td>{_esc(summary)}</td></tr>"
             )
         body.append("</table>")
+        if has_sweeps:
+            body.append(
+                "<p>Sweeps and scaling studies: <a href='sweeps/index.html'>sweeps/index.html</a>"
+                "</p>"
+            )
         _atomic_write(out / "index.html", _html_page("metalab reproduction report", body))
     return index
+
+
+def _has_sweeps(store: Store) -> bool:
+    """Whether the store holds sweeps or scaling studies (their pages live in ``sweeps/``)."""
+    from metalab.lab.sweep import list_sweeps
+
+    try:
+        return bool(list_sweeps(store))
+    except Exception:  # a store without the sweep tables (older or read-only): no link
+        return False

@@ -24,6 +24,7 @@ def load(
     config_hash: str | None = None,
     code_version: str | None = None,
     latest: bool = False,
+    sweep: str | None = None,
 ) -> Any:
     """Stored seeds of experiment ``name`` as a ``pandas.DataFrame``.
 
@@ -34,11 +35,19 @@ def load(
     under its metric name, then the config fields (``config.<field>``; tuples stay tuples).
     Array-valued metrics are left out (read them with :meth:`Store.get_results`). Unreadable
     rows are skipped. An empty frame with those leading columns if nothing is stored.
+
+    ``sweep`` (a sweep id, id prefix, or ``"all"``): instead, one row per (sweep point, seed)
+    of ``name``'s sweeps and scaling studies, with the swept values as columns (see
+    :func:`metalab.lab.sweep.sweep_frame`).
     """
     import pandas as pd
 
     st = store if isinstance(store, Store) else Store(store, readonly=True)
     st.check()
+    if sweep is not None:
+        from metalab.lab.sweep import sweep_frame
+
+        return sweep_frame(st, None if sweep == "all" else sweep, experiment=name)
     invs = st.invocations()
     if latest:
         fin = [i for i in invs if i.experiment == name and i.status == "finished"]
