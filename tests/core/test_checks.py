@@ -141,6 +141,25 @@ def test_holm_within_groups_only():
     assert all(c.passed == (c.p_adjusted < ALPHA) for c in cs)
 
 
+def test_exact_ties_are_no_evidence_and_still_count_in_holm():
+    # Every seed at the same ceiling: a paired non-inferiority t-test is undefined (zero
+    # variance) and must not pass; it used to return p = 0 and pass on no evidence.
+    tie = {"a": np.full(6, 200.0), "b": np.full(6, 200.0), "c": C[:6]}
+    ni = Rule("ni", "non_inferiority", a="a", b="b", margin=5.0)
+    c = one(ni, tie)
+    assert not c.passed and math.isnan(c.p_value) and "undefined" in c.threshold
+    unpaired = Rule("u", "superiority", a="a", b="b", paired=False)
+    assert math.isnan(one(unpaired, {"a": np.full(4, 2.0), "b": np.full(4, 1.0)}).p_value)
+    # In a Holm group, the undefined member counts as p = 1: the family size stays 2.
+    rules = (
+        Rule("g1", "superiority", a="a", b="c", paired=False, group="g"),
+        dataclasses.replace(ni, group="g"),
+    )
+    cs = judge(rules, {**tie, "a": A[:6] + 3.0, "b": A[:6] + 3.0})
+    assert cs[0].p_adjusted == pytest.approx(min(1.0, 2 * cs[0].p_value))
+    assert math.isnan(cs[1].p_adjusted) and not cs[1].passed
+
+
 def test_mde_sign_is_the_power_point():
     m = checks.mde_sign(10)  # critical k = 9 of 10
     assert sps.binom.sf(8, 10, m) == pytest.approx(POWER, abs=1e-6)

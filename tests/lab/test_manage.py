@@ -44,6 +44,22 @@ def test_runs_list_delete_prune(tmp_path, capsys):
     assert Store(store).result_rows() == []
 
 
+def test_an_invocation_whose_process_died_is_listed_as_died(tmp_path, capsys):
+    # kill -9 gives the process no chance to mark its invocation: the store records host and
+    # pid, and a "running" invocation whose process is gone reads as "died".
+    from metalab.lab.store import Store
+
+    store = _run(capsys, tmp_path, "test-noisy")
+    s = Store(store)
+    inv = s.start_invocation("test-noisy", "smoke", "feedc0de", {}, "0.0.1", 4, "local")
+    assert s.invocations()[-1].status == "running"  # this process is alive
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with sqlite3.connect(store) as con:
+        con.execute("UPDATE invocations SET pid=? WHERE id=?", (gone.pid, inv))
+    assert s.invocations()[-1].status == "died"
+
+
 def test_load_gives_a_row_per_seed(tmp_path, capsys):
     import metalab.lab
     from metalab.lab.store import Store

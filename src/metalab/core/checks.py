@@ -363,7 +363,10 @@ def _one_sided_p(x: np.ndarray, test: str) -> float:
         if x.size < 2:
             return math.nan
         if np.allclose(x, x[0]):
-            return 0.0 if x[0] > 0 else 1.0
+            # Zero variance (every seed gave the same value, e.g. all runs at a score ceiling):
+            # the t statistic is undefined, so the rule cannot pass on it. Returning 0 here would
+            # let a non-inferiority rule pass on exact ties, which are no evidence at all.
+            return math.nan
         return float(sps.ttest_1samp(x, 0.0, alternative="greater").pvalue)
     if test == "wilcoxon":
         nz = x[x != 0]
@@ -382,7 +385,7 @@ def _two_sample_p(x: np.ndarray, y: np.ndarray, test: str) -> float:
         if x.size < 2 or y.size < 2:
             return math.nan
         if np.allclose(x, x[0]) and np.allclose(y, y[0]):
-            return 0.0 if x[0] > y[0] else 1.0
+            return math.nan  # zero variance in both groups: undefined (see _one_sided_p)
         return float(sps.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue)
     return float(sps.mannwhitneyu(x, y, alternative="greater").pvalue)
 
@@ -462,12 +465,15 @@ def _build(
 ):
     """One ``Check`` for ``rule``: passes iff p < ALPHA (before Holm, see :func:`holm_adjust`)."""
     p = float(p)
+    threshold = threshold or f"p < {ALPHA:g}"
+    if not np.isfinite(p):
+        threshold += " (p undefined: too few seeds, or zero variance; not passed)"
     return check(
         name=rule.name,
         statistic=statistic,
         value=float(value),
         passed=bool(np.isfinite(p) and p < ALPHA),
-        threshold=threshold or f"p < {ALPHA:g}",
+        threshold=threshold,
         p_value=p,
         effect_size=float(effect),
         ci=(float(ci[0]), float(ci[1])),
@@ -764,10 +770,11 @@ def holm_adjust(checks: Sequence[Any]) -> tuple[Any, ...]:
             groups.setdefault(c.group, []).append(i)
     for idx in groups.values():
         ps = np.array([out[i].p_value for i in idx], dtype=float)
+        # An undefined p still counts in the family size (as p = 1): dropping it would make the
+        # other members easier to pass. Its adjusted p stays undefined.
         finite = np.isfinite(ps)
-        adj = np.full(ps.shape, math.nan)
-        if finite.any():
-            adj[finite] = multipletests(ps[finite], method="holm")[1]
+        adj = multipletests(np.where(finite, ps, 1.0), method="holm")[1]
+        adj[~finite] = math.nan
         for i, pa in zip(idx, adj, strict=True):
             out[i] = replace(
                 out[i], p_adjusted=float(pa), passed=bool(np.isfinite(pa) and pa < ALPHA)

@@ -7,7 +7,8 @@ Tables:
   The primary key makes a second insert of the same seed a no-op, so two processes running the
   same command never duplicate a row.
 * ``invocations``: one row per ``metalab run`` (experiment, preset, config JSON, seeds asked,
-  executor, started/finished, status ``running|finished|interrupted|failed``) so reports know
+  executor, started/finished, status ``running|finished|interrupted|failed``; ``died`` when
+  the recorded process on this host no longer exists) so reports know
   which config group is the latest.
 * ``verdicts``: the verdict computed for a config group, as JSON, with the hash of the rules
   it was judged by.
@@ -70,7 +71,9 @@ CREATE TABLE IF NOT EXISTS invocations (
     finished_at  REAL,
     compile_seconds REAL,
     run_seconds  REAL,
-    status       TEXT
+    status       TEXT,
+    host         TEXT,
+    pid          INTEGER
 );
 CREATE TABLE IF NOT EXISTS verdicts (
     experiment   TEXT NOT NULL,
@@ -98,6 +101,8 @@ CREATE TABLE IF NOT EXISTS leases (
 _MIGRATIONS = (
     ("invocations", "status", "ALTER TABLE invocations ADD COLUMN status TEXT"),
     ("verdicts", "rules_hash", "ALTER TABLE verdicts ADD COLUMN rules_hash TEXT"),
+    ("invocations", "host", "ALTER TABLE invocations ADD COLUMN host TEXT"),
+    ("invocations", "pid", "ALTER TABLE invocations ADD COLUMN pid INTEGER"),
 )
 _METALAB_TABLES = {
     "results": {"experiment", "config_hash", "seed", "code_version", "metrics"},
@@ -106,7 +111,7 @@ _METALAB_TABLES = {
 }
 _INV_COLUMNS = (
     "id, experiment, preset, config_hash, config_json, code_version, seeds, executor, "
-    "started_at, finished_at, compile_seconds, run_seconds, status"
+    "started_at, finished_at, compile_seconds, run_seconds"
 )
 
 
@@ -555,8 +560,8 @@ class Store:
         with self._transaction() as con:
             cur = con.execute(
                 "INSERT INTO invocations (experiment, preset, config_hash, config_json, "
-                "code_version, seeds, executor, started_at, status) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                "code_version, seeds, executor, started_at, status, host, pid) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
                 (
                     experiment,
                     preset,
@@ -566,6 +571,8 @@ class Store:
                     seeds,
                     executor,
                     time.time(),
+                    HOST,
+                    os.getpid(),
                 ),
             )
             return int(cur.lastrowid)
@@ -581,12 +588,15 @@ class Store:
             )
 
     def invocations(self) -> list[Invocation]:
-        cols = _INV_COLUMNS
-        if "status" not in self._columns("invocations"):
-            cols = cols.replace(", status", ", NULL")
+        have = self._columns("invocations")
+        cols = _INV_COLUMNS + ", " + ", ".join(
+            c if c in have else "NULL" for c in ("status", "host", "pid")
+        )
         out = []
         for r in self._read(f"SELECT {cols} FROM invocations ORDER BY id"):
             status = r[12] or ("finished" if r[9] is not None else "running")
+            if status == "running" and r[13] and r[14] and not _alive(r[13], int(r[14])):
+                status = "died"  # killed (e.g. kill -9) or crashed without marking its end
             out.append(Invocation(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:12], status))
         return out
 
