@@ -120,7 +120,8 @@ def test_logistic_problem_optimum_is_stationary():
     assert p.A.shape == (455, 31)
     f = partial(problems.logistic_value, p)
     tr = opt.nesterov(f, p.x0, p.f_star, 1.0 / p.L, 3000)
-    assert 0.0 <= float(tr.subopt[-1]) < 1e-4
+    # f_star and f are float32: the gap may land a rounding error below zero
+    assert -1e-6 < float(tr.subopt[-1]) < 1e-4
 
 
 def test_bad_problem_parameters():

@@ -40,7 +40,8 @@ def test_leap_fewshot_smoke():
     assert ms[0]["select_lr/leap"] in np.float32(cfg.leap_lr_grid)
     v = exp.judge(ms, cfg)  # checks exactly the declared rules
     assert [c.name for c in v.checks] == [r.name for r in exp.rules]
-    assert all(0.0 <= c.p_value <= 1.0 for c in v.checks)
+    # a p is in [0, 1], or undefined (2 smoke seeds can tie exactly) and then the check says so
+    assert all(0.0 <= c.p_value <= 1.0 or "undefined" in c.threshold for c in v.checks)
     assert all(math.isfinite(c.value) for c in v.checks)
 
 
@@ -57,7 +58,8 @@ def test_warpgrad_fewshot_smoke():
         assert ms[0][f"select_inner_lr/{m}"] in np.float32(cfg.fs_inner_lr_grid)
     v = exp.judge(ms, cfg)
     assert [c.name for c in v.checks] == [r.name for r in exp.rules]
-    assert all(0.0 <= c.p_value <= 1.0 for c in v.checks)
+    # a p is in [0, 1], or undefined (2 smoke seeds can tie exactly) and then the check says so
+    assert all(0.0 <= c.p_value <= 1.0 or "undefined" in c.threshold for c in v.checks)
 
 
 def test_warpgrad_metamaze_branch_runs():

@@ -21,6 +21,7 @@ import os
 # XLA's multi-threaded Eigen pool on CPU can wedge (all threads parked, no progress) when a
 # program runs many vmapped while-loops, which is what vmapped seeds of lax.scan training loops
 # are; single-threaded Eigen avoids it at a small cost. Must be set before jax is imported.
+# (jaxlib 0.10.2 wedges even with this flag, hence the pin to jax 0.9.x in pyproject.toml.)
 if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"

@@ -155,8 +155,10 @@ class ChunkRunner:
     def _execute(self, keys: jnp.ndarray, seeds: Sequence[int]) -> Any:
         """Run the compiled chunk, watching for a stalled XLA runtime.
 
-        jaxlib 0.10.2's CPU runtime occasionally parks every worker thread with the result never
-        signalled (seen with wide vmapped while-loops, under load). Execution is asynchronous,
+        jaxlib 0.10.2's CPU runtime parks every worker thread with the result never signalled
+        (seen with vmapped while-loops; on an idle AMD EPYC it happened on every run of
+        domino-gridworld's smoke program), which is why ``pyproject.toml`` pins jax 0.9.x, where
+        the same program completes. The watchdog stays as a guard. Execution is asynchronous,
         so we poll readiness and the process's CPU time: if no CPU time is spent for
         ``STALL_SECONDS`` while the result is pending, the execution is abandoned and a
         :class:`StallError` is raised (finished chunks are already stored).
