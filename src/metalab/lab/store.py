@@ -589,8 +589,10 @@ class Store:
 
     def invocations(self) -> list[Invocation]:
         have = self._columns("invocations")
-        cols = _INV_COLUMNS + ", " + ", ".join(
-            c if c in have else "NULL" for c in ("status", "host", "pid")
+        cols = (
+            _INV_COLUMNS
+            + ", "
+            + ", ".join(c if c in have else "NULL" for c in ("status", "host", "pid"))
         )
         out = []
         for r in self._read(f"SELECT {cols} FROM invocations ORDER BY id"):
