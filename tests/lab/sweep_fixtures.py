@@ -96,8 +96,8 @@ EXPERIMENTS = (
         default=False,
         ladder=(
             {"effect": 1.0},
-            {"effect": 2.0, "sleep": 3.0, "seeds": 8},
-            {"effect": 4.0, "sleep": 3.0, "seeds": 8},
+            {"effect": 2.0, "sleep": 8.0, "seeds": 8},
+            {"effect": 4.0, "sleep": 8.0, "seeds": 8},
         ),
     ),
 )

@@ -188,7 +188,7 @@ def _slow_cmd(store, out, *extra):
         "test-slow",
         "--preset",
         "smoke",
-        "sleep=0.6",
+        "sleep=2.0",  # 8 seeds x 2 s: the interrupt lands mid-run even on a loaded machine
         "--store",
         str(store),
         "--out",
