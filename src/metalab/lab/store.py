@@ -113,6 +113,7 @@ _INV_COLUMNS = (
     "id, experiment, preset, config_hash, config_json, code_version, seeds, executor, "
     "started_at, finished_at, compile_seconds, run_seconds"
 )
+_INV_LATER_COLUMNS = ("status", "host", "pid")  # read as NULL from a store that predates them
 
 
 class StoreError(Exception):
@@ -589,11 +590,8 @@ class Store:
 
     def invocations(self) -> list[Invocation]:
         have = self._columns("invocations")
-        cols = (
-            _INV_COLUMNS
-            + ", "
-            + ", ".join(c if c in have else "NULL" for c in ("status", "host", "pid"))
-        )
+        later = ", ".join(c if c in have else "NULL" for c in _INV_LATER_COLUMNS)
+        cols = f"{_INV_COLUMNS}, {later}"
         out = []
         for r in self._read(f"SELECT {cols} FROM invocations ORDER BY id"):
             status = r[12] or ("finished" if r[9] is not None else "running")
