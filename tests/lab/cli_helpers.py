@@ -83,4 +83,8 @@ def prepare_and_claim(path: str) -> list[int]:
 
     store = Store(path)
     store.prepare()
-    return store.claim("e", "h", "v", range(8), f"owner-{os.getpid()}", 2, 60.0)
+    # One owner per call, not per process: a pool may hand one worker two calls, and an owner
+    # re-claiming renews its own leases (the test's flake: [0, 0, 0, 1, 1, 1, ...]).
+    import uuid
+
+    return store.claim("e", "h", "v", range(8), f"owner-{uuid.uuid4().hex}", 2, 60.0)
