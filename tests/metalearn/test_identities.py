@@ -203,3 +203,41 @@ def test_conv_warps_are_the_identity_at_initialisation():
     np.testing.assert_allclose(convnet_apply(task, warp, x), convnet_apply(task, (), x), rtol=1e-6)
     warp = jax.tree.map(lambda a: a + 0.05, warp)
     assert not np.allclose(convnet_apply(task, warp, x), convnet_apply(task, (), x), rtol=1e-3)
+
+
+def test_conv_and_pool_equal_the_library_ops_values_and_gradients():
+    """The im2col convolution and reshape max-pool of ``nets`` (written so that per-task kernels
+    vmap into batched matmuls) equal ``lax.conv_general_dilated`` / ``lax.reduce_window``, in
+    value and gradient, and under vmap over per-task kernels."""
+    from jax import lax
+
+    from metalab.metalearn import nets
+
+    def conv_ref(h, w):
+        return lax.conv_general_dilated(
+            h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    def pool_ref(h):
+        return lax.reduce_window(h, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    k = jax.random.split(jax.random.PRNGKey(3), 4)
+    h = jax.random.normal(k[0], (4, 8, 8, 3))
+    for shape in ((3, 3, 3, 5), (1, 1, 3, 5), (5, 5, 3, 2)):
+        w = jax.random.normal(k[1], shape)
+        np.testing.assert_allclose(nets._conv(h, w), conv_ref(h, w), atol=1e-5)
+        g = jax.grad(lambda w_, f: jnp.sum(jnp.sin(f(h, w_))), argnums=0)
+        np.testing.assert_allclose(g(w, nets._conv), g(w, conv_ref), rtol=1e-4, atol=1e-4)
+    ws = jax.random.normal(k[2], (6, 3, 3, 3, 5))  # one kernel per task, vmapped
+    np.testing.assert_allclose(
+        jax.vmap(nets._conv, (None, 0))(h, ws), jax.vmap(conv_ref, (None, 0))(h, ws), atol=1e-5
+    )
+    np.testing.assert_array_equal(nets._max_pool2(h), pool_ref(h))
+    gp = jax.grad(lambda x, f: jnp.sum(f(x) ** 2), argnums=0)
+    np.testing.assert_allclose(gp(h, nets._max_pool2), gp(h, pool_ref), rtol=1e-6)
+    try:
+        nets._conv(h, jnp.ones((2, 2, 3, 1)))
+    except ValueError as e:
+        assert "odd kernel" in str(e)
+    else:
+        raise AssertionError("an even kernel must be refused")
