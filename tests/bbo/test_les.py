@@ -25,6 +25,21 @@ def test_feature_reference_values():
     np.testing.assert_allclose(tanh_time_embedding(30)[3], 0.0, atol=1e-7)
 
 
+@pytest.mark.parametrize("n", [2, 16, 64, 65, 300])
+def test_centred_ranks_equal_a_stable_argsort_with_ties_nan_and_inf(n):
+    """Both rank paths (pairwise counts up to 64 members, argsort above) order as numpy's
+    stable argsort: NaN after +inf, ties by position."""
+    rng = np.random.default_rng(n)
+    f = rng.normal(size=n).astype(np.float32)
+    f[::3] = f[1]  # ties
+    f[rng.integers(n)] = np.nan
+    f[rng.integers(n)] = np.inf
+    f[rng.integers(n)] = -np.inf
+    ranks = np.empty(n)
+    ranks[np.argsort(f, kind="stable")] = np.arange(n)
+    np.testing.assert_allclose(centred_ranks(jnp.asarray(f)), ranks / (n - 1) - 0.5, atol=1e-7)
+
+
 def test_les_parameter_count_matches_paper():
     net = jax.eval_shape(init_les_net, jax.random.PRNGKey(0))
     n = sum(x.size for x in jax.tree.leaves(net))

@@ -48,9 +48,30 @@ def tanh_time_embedding(t: jax.Array) -> jax.Array:
 def centred_ranks(fitness: jax.Array) -> jax.Array:
     """Centred ranks in ``[-0.5, 0.5]``; the lowest fitness gets -0.5 (minimisation)."""
     n = fitness.shape[0]
-    order = jnp.argsort(fitness)
-    ranks = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
+    if n <= _PAIRWISE_RANK_MAX:
+        ranks = _pairwise_ranks(fitness)
+    else:
+        order = jnp.argsort(fitness)
+        ranks = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
     return ranks / (n - 1) - 0.5
+
+
+# Below this size a rank is cheaper as a count of comparisons (one fused O(N^2) kernel) than as
+# an argsort and a scatter, whose per-op overhead dominates on XLA's CPU backend (measured:
+# 2.1 vs 6.6 us per call at N 16; 108 vs 55 us at N 256, where the sort wins).
+_PAIRWISE_RANK_MAX = 64
+
+
+def _pairwise_ranks(f: jax.Array) -> jax.Array:
+    """Ranks as ``jnp.argsort`` orders them: NaN after every number (+inf included), ties by
+    position. ``rank_i = #{j : f_j sorts before f_i}``."""
+    pos = jnp.arange(f.shape[0])
+    nan = jnp.isnan(f)
+    ni, nj = nan[:, None], nan[None, :]
+    fi, fj = f[:, None], f[None, :]
+    before = (ni & ~nj) | (~ni & ~nj & (fj < fi))
+    tie = ((ni & nj) | (~ni & ~nj & (fj == fi))) & (pos[None, :] < pos[:, None])
+    return jnp.sum(before | tie, axis=1, dtype=jnp.int32)
 
 
 def zscore(values: jax.Array) -> jax.Array:
@@ -98,8 +119,10 @@ def multihead_attention(p: dict, x_q: jax.Array, x_kv: jax.Array) -> jax.Array:
         v = jnp.einsum("li,ihd->hld", x_kv, p["v"]["w"]) + p["v"]["b"][:, None, :]
     logits = jnp.einsum("hqd,hkd->hqk", q, k) / jnp.sqrt(jnp.float32(q.shape[-1]))
     att = jax.nn.softmax(logits, axis=-1)
-    heads = jnp.einsum("hqk,hkd->qhd", att, v)
-    return jnp.einsum("qhd,hdf->qf", heads, p["out"]["w"]) + p["out"]["b"]
+    # (h, q, d) keeps both products in XLA's preferred batched-matmul layout; "hqk,hkd->qhd"
+    # made it compute a transposed (h, d, q) product, ~4x slower at N 256 (profiled).
+    heads = jnp.einsum("hqk,hkd->hqd", att, v)
+    return jnp.einsum("hqd,hdf->qf", heads, p["out"]["w"]) + p["out"]["b"]
 
 
 def init_dense(key: jax.Array, n_in: int, n_out: int) -> dict:
