@@ -99,6 +99,7 @@ def test_size_sampler_avoids_held_out_dims_and_warm_start():
     assert "sigma_offset" not in net and ravel_pytree(net)[0].size == 1906
 
 
+@pytest.mark.ray
 def test_ray_executor_matches_local():
     ray = pytest.importorskip("ray")
     from jax.flatten_util import ravel_pytree

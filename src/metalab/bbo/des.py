@@ -93,8 +93,9 @@ def des_update(
     w = des_rank_weights(n, params.temperature)[ranks]
     w = jnp.where(jnp.all(jnp.isnan(fitness)), 0.0, w)
     diff = population - state.mean
-    mean = state.mean + params.lr_mean * (w @ diff)
-    std = state.std + params.lr_std * (jnp.sqrt(w @ jnp.square(diff)) - state.std)
+    wc = w[:, None]  # multiply + reduce, not w @ ...: see les_update (XLA-CPU dot fusion)
+    mean = state.mean + params.lr_mean * jnp.sum(wc * diff, axis=0)
+    std = state.std + params.lr_std * (jnp.sqrt(jnp.sum(wc * jnp.square(diff), axis=0)) - state.std)
     return state.replace(mean=mean, std=std)
 
 

@@ -151,14 +151,18 @@ def les_update(
     """The learned update of mean, std and paths (not the archive or the counter)."""
     net = params.net
     w = recombination_weights(net, fitness_features(fitness, state.best_fitness_shaped))
+    # Weighted sums as multiply + reduce, not ``w @ ...``: XLA's CPU backend fuses the
+    # subtraction/square into a matrix-vector product and then runs it as a naive loop (profiled
+    # at D 1000, N 1024: 16 ms each, 3x slower than evosax's whole generation).
+    wc = w[:, None]
     diff = population - state.mean  # (N, D)
-    step = w @ diff  # = sum_i w_i x_i - m, since sum_i w_i = 1 up to rounding
+    step = jnp.sum(wc * diff, axis=0)  # = sum_i w_i x_i - m, since sum_i w_i = 1 up to rounding
     c = jnp.asarray(PATH_TIMESCALES, population.dtype)
     p_c = (1.0 - c) * state.p_c + c * step[:, None]
     p_std = (1.0 - c) * state.p_std + c * (step / state.std)[:, None]
     lr_m, lr_s = learning_rates(net, p_c, p_std, state.generation_counter)
-    mean = state.mean + lr_m * (w @ population - state.mean)
-    target_std = jnp.sqrt(w @ jnp.square(diff) + 1e-8)
+    mean = state.mean + lr_m * (jnp.sum(wc * population, axis=0) - state.mean)
+    target_std = jnp.sqrt(jnp.sum(wc * jnp.square(diff), axis=0) + 1e-8)
     std = jnp.maximum(state.std + lr_s * (target_std - state.std), 0.0)
     f = jnp.where(jnp.isnan(fitness), jnp.inf, fitness)
     shaped = jnp.minimum(state.best_fitness_shaped, jnp.min(f))
