@@ -107,9 +107,12 @@ def methods_for(config) -> dict:
     }
 
 
-def run(config: LESBBOBConfig, key: jax.Array) -> dict:
+def comparison_metrics(methods: dict, config, key: jax.Array) -> dict:
+    """One seed of a BBOB comparison (shared with ``lga-bbob``): per method the ``(F, G)`` final
+    log10 regret of every grid setting, the mean over functions of each function's best
+    setting, and the mean best-so-far curve."""
     res = bbob_comparison(
-        methods_for(config),
+        methods,
         config.fns,
         config.num_dims,
         config.generations,
@@ -123,6 +126,10 @@ def run(config: LESBBOBConfig, key: jax.Array) -> dict:
         out[f"log_regret/{m}"] = jnp.mean(jnp.min(r["final"], axis=1))
         out[f"curve/{m}"] = jnp.mean(jnp.min(r["curve"], axis=1), axis=0)
     return out
+
+
+def run(config: LESBBOBConfig, key: jax.Array) -> dict:
+    return comparison_metrics(methods_for(config), config, key)
 
 
 def tuned_on_validation(grid: np.ndarray, n_val: int) -> np.ndarray:

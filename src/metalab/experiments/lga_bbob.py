@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from metalab.bbo.compare import bbob_comparison, gaussian_ga_grid, std_init_grid
+from metalab.bbo.compare import gaussian_ga_grid, std_init_grid
 from metalab.bbo.lga import LGA
 from metalab.bbo.problems import BBOB_NAMES
 from metalab.core.checks import Rule, judge
 from metalab.experiments.base import Experiment, Paper, Verdict, param
-from metalab.experiments.les_bbob import comparison_table, derive_regrets
+from metalab.experiments.les_bbob import comparison_metrics, comparison_table, derive_regrets
 
 BASELINES = ("gaussian_ga", "mr15_ga", "samr_ga", "gesmr_ga")
 REFERENCES = ("evosax_lga", "cma_es", "sep_cma_es")  # reported rows, not checks
@@ -78,21 +78,7 @@ def methods_for(config) -> dict:
 
 
 def run(config: LGABBOBConfig, key: jax.Array) -> dict:
-    res = bbob_comparison(
-        methods_for(config),
-        config.fns,
-        config.num_dims,
-        config.generations,
-        key,
-        sigma0=config.sigma0,
-        init_range=config.init_range,
-    )
-    out = {}
-    for m, r in res.items():
-        out[f"fn_grid/{m}"] = r["final"]
-        out[f"log_regret/{m}"] = jnp.mean(jnp.min(r["final"], axis=1))
-        out[f"curve/{m}"] = jnp.mean(jnp.min(r["curve"], axis=1), axis=0)
-    return out
+    return comparison_metrics(methods_for(config), config, key)
 
 
 def verdict(data: dict, config: LGABBOBConfig) -> Verdict:
