@@ -10,6 +10,7 @@ mean ~ U[-2, 2]^D, sigma0 = 1). Every method sees the same instances and is untu
 defaults, std_init = 1). Regret is the noiseless ``f(x) - f_opt`` of the best point evaluated
 (floored at 1e-8).
 
+``--summarise F`` prints the tables of a saved ``--out`` file without running anything.
 ``--cells full`` runs all 18 (D, N, T) cells; ``--cells latin`` runs 6 cells that use every D,
 N and T value (a cheaper cover when the machine is loaded). Prints, per method, the geometric
 mean regret over all runs and its ratio to evosax LES / LGA, paired wins/losses with a sign
@@ -69,12 +70,22 @@ def summarise(results: dict, fns: tuple[str, ...]) -> str:
     names = list(results[cells[0]])
     allv = {m: np.stack([results[c][m] for c in cells]) for m in names}  # (C, S, F)
     lines = ["method            geomean regret   vs evosax_les   vs evosax_lga"]
-    # a NaN final regret (an evaluation overflowed before the fix in problems._finite_min)
-    # is left out of that method's means and counted here
+    # A run (cell, seed, function) whose final regret is not finite for some method is left
+    # out for every method, so that the means stay paired, and counted here. Two causes seen:
+    # NaN (an evaluation overflowed, before the fix in problems._finite_min) and +inf (katsuura
+    # overflows float32 at D 100 for every method: its product of D factors).
+    bad = np.zeros(allv[names[0]].shape, bool)
+    for m in names:
+        bad |= ~np.isfinite(allv[m])
+    if bad.any():
+        per_fn = {fns[i]: int(k) for i, k in enumerate(bad.sum(axis=(0, 1))) if k}
+        lines.insert(0, f"runs with a non-finite regret, left out for every method: {per_fn}")
+        allv = {m: np.where(bad, np.nan, v) for m, v in allv.items()}
+        results = {
+            c: {m: np.where(bad[j], np.nan, np.asarray(results[c][m])) for m in names}
+            for j, c in enumerate(cells)
+        }
     gm = {m: float(np.nanmean(allv[m])) for m in names}
-    nans = {m: int(np.isnan(allv[m]).sum()) for m in names if np.isnan(allv[m]).any()}
-    if nans:
-        lines.insert(0, f"runs with NaN regret (left out of means): {nans}")
     for m in names:
         lines.append(
             f"{m:16s}  {10 ** gm[m]:12.4g}   {10 ** (gm[m] - gm['evosax_les']):10.3g}x"
@@ -118,7 +129,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lga", default="lga", help="metalab LGA weights (name or npz path)")
     ap.add_argument("--no-cma", action="store_true")
     ap.add_argument("--out", default="bbo_generalisation.json")
+    ap.add_argument("--summarise", metavar="JSON", help="print the tables of a saved --out file")
     a = ap.parse_args(argv)
+    if a.summarise:
+        with open(a.summarise) as fh:
+            saved = json.load(fh)
+        res = {
+            c: {m: np.asarray(v) for m, v in r.items()} for c, r in saved["log10_regret"].items()
+        }
+        print(summarise(res, tuple(saved["fns"])))
+        return
     fns = BBOB_NAMES if a.fns == "all" else tuple(a.fns.split(","))
     grid = (
         list(itertools.product((20, 50, 100), (32, 64, 128), (100, 500)))

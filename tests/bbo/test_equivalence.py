@@ -191,3 +191,26 @@ def test_load_evosax_lga_picks_checkpoint_and_legacy_offset():
     v4, v7 = load_weights("evosax-lga", num_dims=5), load_weights("evosax-lga", num_dims=60)
     assert not np.allclose(v4["mutation"]["log_var"]["w"], v7["mutation"]["log_var"]["w"])
     assert n_params(load_weights("evosax-les")) == 246
+
+
+def test_katsuura_equals_evosax_where_finite_and_stays_finite_at_d100():
+    """metalab's Katsuura takes the product over dimensions in log space: the same values as
+    evosax's where evosax's is finite, and finite at D 100 where evosax's overflows to inf."""
+    from evosax.problems.bbob.bbob_fns import bbob_fns as evosax_fns
+
+    from metalab.bbo.problems import bbob_fns
+
+    for d in (2, 10, 40, 100):
+        k = jax.random.split(jax.random.PRNGKey(d), 4)
+        x = jax.random.uniform(k[0], (d,), minval=-5.0, maxval=5.0)
+        x_opt = jax.random.uniform(k[1], (d,), minval=-4.0, maxval=4.0)
+        rot = jnp.linalg.qr(jax.random.normal(k[2], (d, d)))[0]
+        q = jnp.linalg.qr(jax.random.normal(k[3], (d, d)))[0]
+        ours = float(bbob_fns["katsuura"](x, x_opt, rot, q, d)[0])
+        theirs = float(evosax_fns["katsuura"](x, x_opt, rot, q, d)[0])
+        assert np.isfinite(ours) and ours > 0
+        assert float(bbob_fns["katsuura"](x_opt, x_opt, rot, q, d)[0]) == 0.0
+        if d < 100:
+            np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+        else:
+            assert theirs == np.inf  # the overflow this version avoids
