@@ -40,7 +40,7 @@ def _katsuura(x: jax.Array, x_opt: jax.Array, R: jax.Array, Q: jax.Array, num_di
     """
     max_num_dims = x.shape[0]
     mask = jnp.arange(max_num_dims) < num_dims
-    num_terms = 30  # as evosax (Hansen et al. use 32; 30 avoids overflow of 2^j in float32)
+    num_terms = 30  # as evosax (Hansen et al. use 32; 30 keeps 2^j inside int32)
     z = Q @ (lambda_alpha(100.0, max_num_dims, num_dims) @ (R @ (x - x_opt)))
     two_pow_j = jnp.power(2, jnp.arange(1, num_terms + 1))
     s = jnp.sum(jnp.abs(two_pow_j * z[:, None] - jnp.round(two_pow_j * z[:, None])) / two_pow_j, 1)
