@@ -371,11 +371,12 @@ _SMOKE = WarpGradFewshotConfig(
     lh_inner_lr_grid=(0.003,),
 )
 
-# The quick preset is the class defaults shortened to fit minutes on 2 CPU cores: at the
-# defaults (300 meta-iterations of 8 tasks for part A, 200 for part B, 4 candidates each) one
-# seed took about 7-10 CPU-minutes even after the convolution fix in metalearn.nets (before it, ~7
-# CPU-hours for 8 seeds). Shorter meta-training is given larger outer learning rates a priori
-# (the grids are chosen on validation tasks as before, for every method alike).
+# The quick preset is the class defaults shortened to fit minutes on 2 CPU cores. Estimated from
+# timed 10-iteration runs of one seed's part A (not a full run): at the defaults (1,800
+# meta-iterations of 8 tasks per seed in part A) ~0.3 s per meta-iteration after the convolution
+# fix in metalearn.nets, ~9 CPU-minutes per seed; before the fix 1.8 s, ~7 CPU-hours for 8 seeds.
+# Shorter meta-training is given larger outer learning rates a priori (the grids are chosen on
+# validation tasks as before, for every method alike).
 _QUICK = WarpGradFewshotConfig(
     fs_meta_batch=4,
     fs_select_iters=50,
