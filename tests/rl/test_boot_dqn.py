@@ -228,7 +228,10 @@ def test_fused_grads_equal_autodiff(tdu_on, mask, noise):
     )()
     for k in rest:
         np.testing.assert_allclose(g_rest[k], g_ref[k], rtol=2e-4, atol=1e-6)
-    dense_rows = jnp.zeros_like(st.params["w0"]).at[:, uniq].set(g_rows, mode="drop")
+    assert g_rows.shape == (9, 4, 6)  # cell-major [U, K, H]
+    dense_rows = (
+        jnp.zeros_like(st.params["w0"]).at[:, uniq].set(jnp.swapaxes(g_rows, 0, 1), mode="drop")
+    )
     np.testing.assert_allclose(dense_rows, g_ref["w0"], rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(s, s_ref, rtol=1e-5)
 

@@ -138,11 +138,24 @@ def _draw_noise(key: jax.Array, config: BootDQNConfig) -> jax.Array:
 
 
 class RowAdamState(NamedTuple):
-    """Adam moments of the first-layer table ``w0 [K, C, H]`` for the sparse (lazy) update."""
+    """Adam moments of the first-layer table ``w0 [K, C, H]`` for the sparse (lazy) update.
 
-    mu: jax.Array
-    nu: jax.Array
+    ``moments [C, 2, K, H]`` holds both moments cell-major: the rows of a minibatch's cells are
+    then one gather and one scatter of contiguous ``2 x K x H`` blocks (the member-major
+    layout took one strided ``H``-slice per member and cell, about twice the time at bsuite's
+    agent). ``mu`` and ``nu`` give them in ``w0``'s ``[K, C, H]`` layout.
+    """
+
+    moments: jax.Array
     count: jax.Array
+
+    @property
+    def mu(self) -> jax.Array:
+        return jnp.swapaxes(self.moments[:, 0], 0, 1)
+
+    @property
+    def nu(self) -> jax.Array:
+        return jnp.swapaxes(self.moments[:, 1], 0, 1)
 
 
 class BootDQNState(NamedTuple):
@@ -174,8 +187,8 @@ def _rest(params: Any) -> Any:
 def _init_opt(params: Any, config: BootDQNConfig) -> Any:
     if not config.sparse_first_layer:
         return _optimizer(config).init(params)
-    w0 = params["w0"]
-    rows = RowAdamState(jnp.zeros_like(w0), jnp.zeros_like(w0), jnp.zeros((), jnp.int32))
+    k, c, h = params["w0"].shape
+    rows = RowAdamState(jnp.zeros((c, 2, k, h), params["w0"].dtype), jnp.zeros((), jnp.int32))
     return (_optimizer(config).init(_rest(params)), rows)
 
 
@@ -393,7 +406,9 @@ def fused_grads(
       config, beta: as :func:`loss_fn`.
 
     Returns:
-      ``((grads of rest, grads of rows [K, U, H]), mean sigma)``.
+      ``((grads of rest, grads of rows), mean sigma)``; the rows' gradient is cell-major,
+      ``[U, K, H]`` (its ``[u]`` is the gradient of ``rows[:, u]``), the layout of the lazy
+      Adam moments.
     """
     num_layers = len(rest) // 2 + 1
     pre = [rows[:, net_cells] + rest["b0"][:, None]]  # [K, B, H0] layer-0 pre-activations
@@ -425,7 +440,10 @@ def fused_grads(
         grads[f"b{i}"] = dh.sum(axis=1)
         dh = _bwd(dh, rest[f"w{i}"]) * (pre[i - 1] > 0)
     grads["b0"] = dh.sum(axis=1)
-    g_rows = jnp.zeros_like(rows).at[:, net_cells].add(dh)
+    # cell-major scatter-add: one contiguous K x H block per sample (member-major took one
+    # H-slice per member and sample, ~3x slower on XLA-CPU)
+    k, u, h = rows.shape
+    g_rows = jnp.zeros((u, k, h), dh.dtype).at[net_cells].add(jnp.swapaxes(dh, 0, 1))
     return (grads, g_rows), sigma_mean
 
 
@@ -461,15 +479,16 @@ def _sgd_sparse(state: BootDQNState, batch: Transition, config: BootDQNConfig, b
     upd, rest_opt = _optimizer(config).update(g_rest, rest_opt, _rest(state.params))
     rest = optax.apply_updates(_rest(state.params), upd)
     count = rows_opt.count + 1
-    mu = _B1 * rows_opt.mu.at[:, uniq].get(mode="fill", fill_value=0.0) + (1 - _B1) * g_rows
-    nu = _B2 * rows_opt.nu.at[:, uniq].get(mode="fill", fill_value=0.0) + (1 - _B2) * g_rows**2
+    mom = rows_opt.moments.at[uniq].get(mode="fill", fill_value=0.0)  # [B, 2, K, H]
+    mu = _B1 * mom[:, 0] + (1 - _B1) * g_rows
+    nu = _B2 * mom[:, 1] + (1 - _B2) * g_rows**2
     c = count.astype(jnp.float32)
     m_hat, v_hat = mu / (1 - _B1**c), nu / (1 - _B2**c)
-    new_rows = rows - config.learning_rate * m_hat / (jnp.sqrt(v_hat) + _EPS)
-    put = lambda table, val: table.at[:, uniq].set(val, mode="drop")
-    params = {**rest, "w0": put(w0, new_rows)}
-    rows_opt = RowAdamState(put(rows_opt.mu, mu), put(rows_opt.nu, nu), count)
-    return params, (rest_opt, rows_opt), sigma
+    step = config.learning_rate * m_hat / (jnp.sqrt(v_hat) + _EPS)  # [B, K, H]
+    new_rows = rows - jnp.swapaxes(step, 0, 1)
+    params = {**rest, "w0": w0.at[:, uniq].set(new_rows, mode="drop")}
+    moments = rows_opt.moments.at[uniq].set(jnp.stack([mu, nu], axis=1), mode="drop")
+    return params, (rest_opt, RowAdamState(moments, count)), sigma
 
 
 def update(
