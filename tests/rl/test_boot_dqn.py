@@ -293,3 +293,13 @@ def test_sparse_agent_learns_and_mapping_is_traced():
         jax.random.split(jax.random.PRNGKey(0), 3), maps
     )
     assert float(out["success"][:, -20:].mean()) > 0.5
+
+
+@pytest.mark.parametrize("width", [1, 2, ensemble_nets.NARROW, ensemble_nets.NARROW + 3])
+def test_layer_matmul_equals_matmul(width):
+    """The multiply + reduce path for narrow outputs (and the dot above NARROW) equal ``@``."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 7, 50))
+    w = jax.random.normal(jax.random.PRNGKey(1), (50, width))
+    out = jax.jit(ensemble_nets.layer_matmul)(x, w)
+    assert out.shape == (3, 7, width)
+    np.testing.assert_allclose(out, x @ w, rtol=1e-5, atol=1e-5)
