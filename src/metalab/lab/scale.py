@@ -162,10 +162,15 @@ def _child_command(point: SweepPoint, store: Store, out_dir: str, chunk: int | N
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Interrupt the rung's child (it stores finished seeds), then kill it if it lingers."""
+    """Interrupt the rung's child (it stores finished seeds), then kill it if it lingers.
+
+    SIGTERM, not SIGINT: the CLI treats both alike (finished seeds stored, exit 130), but a
+    process started in the background by a non-interactive shell inherits SIGINT *ignored*
+    (POSIX), and so would every child of a backgrounded ``metalab scale``.
+    """
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(GRACE_SECONDS)
     except subprocess.TimeoutExpired:
