@@ -201,12 +201,16 @@ def _rand_batch(key, num_cells, batch_size, k, mask=False, noise=False):
     )
 
 
-@pytest.mark.parametrize("tdu_on,mask,noise", [(False, False, False), (True, True, True)])
-def test_fused_grads_equal_autodiff(tdu_on, mask, noise):
-    """The hand-written backward pass equals jax.grad of loss_fn (rows and every layer)."""
+@pytest.mark.parametrize(
+    "tdu_on,mask,noise,hidden",
+    [(False, False, False, (6, 5)), (True, True, True, (6, 5)), (True, False, False, (12, 10))],
+)
+def test_fused_grads_equal_autodiff(tdu_on, mask, noise, hidden):
+    """The hand-written backward pass equals jax.grad of loss_fn (rows and every layer); hidden
+    widths below and above the multiply + reduce threshold (8) take both product paths."""
     cfg = boot_dqn.BootDQNConfig(
         num_ensemble=4,
-        hidden=(6, 5),
+        hidden=hidden,
         batch_size=9,
         num_explorers=2 if tdu_on else 0,
         beta=0.8,
@@ -228,7 +232,7 @@ def test_fused_grads_equal_autodiff(tdu_on, mask, noise):
     )()
     for k in rest:
         np.testing.assert_allclose(g_rest[k], g_ref[k], rtol=2e-4, atol=1e-6)
-    assert g_rows.shape == (9, 4, 6)  # cell-major [U, K, H]
+    assert g_rows.shape == (9, 4, hidden[0])  # cell-major [U, K, H]
     dense_rows = (
         jnp.zeros_like(st.params["w0"]).at[:, uniq].set(jnp.swapaxes(g_rows, 0, 1), mode="drop")
     )
@@ -293,13 +297,3 @@ def test_sparse_agent_learns_and_mapping_is_traced():
         jax.random.split(jax.random.PRNGKey(0), 3), maps
     )
     assert float(out["success"][:, -20:].mean()) > 0.5
-
-
-@pytest.mark.parametrize("width", [1, 2, ensemble_nets.NARROW, ensemble_nets.NARROW + 3])
-def test_layer_matmul_equals_matmul(width):
-    """The multiply + reduce path for narrow outputs (and the dot above NARROW) equal ``@``."""
-    x = jax.random.normal(jax.random.PRNGKey(0), (3, 7, 50))
-    w = jax.random.normal(jax.random.PRNGKey(1), (50, width))
-    out = jax.jit(ensemble_nets.layer_matmul)(x, w)
-    assert out.shape == (3, 7, width)
-    np.testing.assert_allclose(out, x @ w, rtol=1e-5, atol=1e-5)

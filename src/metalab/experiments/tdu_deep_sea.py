@@ -374,8 +374,8 @@ EXPERIMENT = Experiment(
     # Seeds for power: at 8 seeds (two earlier quick runs) the paired Wilcoxon checks' MDEs were
     # 246 / 256 / 86 / 304 (det. successes, det. first success, sto. successes, sto. first
     # success) against the paper's +101 successes and 112 episodes earlier. MDE ~ 1/sqrt(n),
-    # so n >= 8 (304 / 112)^2 ~ 59 puts every MDE below the paper's effect: 64 seeds (about a
-    # minute of one core each at the quick preset: ~0.3 ms per env step, 225k steps per seed).
+    # so n >= 8 (304 / 112)^2 ~ 59 puts every MDE below the paper's effect: 64 seeds (58 s of
+    # one core each at the quick preset, measured: about an hour run one after the other).
     seeds={"smoke": 2, "quick": 64, "full": 64},
     vmappable=False,
     ladder=(  # metalab scale: Deep Sea size N with episodes; smoke -> quick (N=30) -> full

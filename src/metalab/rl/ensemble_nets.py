@@ -66,22 +66,6 @@ def init_ensemble(
     return jax.vmap(lambda k: init_lookup_mlp(k, num_cells, hidden, num_outputs))(keys)
 
 
-NARROW = 8  # widths at or below which products are written as multiply + reduce
-
-
-def layer_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    """``x @ w`` over the last axis of ``x`` (``x [..., H]``, ``w [H, J]``).
-
-    When ``J`` (the output width, e.g. Deep Sea's 2 actions) is at most :data:`NARROW`, the
-    product is written as a broadcast multiply and a sum over ``H``: XLA's CPU backend runs
-    a dot with such a narrow output as a naive loop (measured 5-10x slower than the
-    multiply + reduce at the agent's shapes, and it is on every SGD step).
-    """
-    if w.shape[-1] <= NARROW:
-        return jnp.sum(x[..., :, None] * w, axis=-2)
-    return x @ w
-
-
 def num_layers(params: Params) -> int:
     return len(params) // 2
 
@@ -130,7 +114,7 @@ def full_table(params: Params) -> jax.Array:
     h = jnp.concatenate([w0, jnp.zeros((1, w0.shape[-1]), w0.dtype)]) + params["b0"]
     for i in range(1, num_layers(params)):
         h = jax.nn.relu(h)
-        h = layer_matmul(h, params[f"w{i}"]) + params[f"b{i}"]
+        h = h @ params[f"w{i}"] + params[f"b{i}"]
     return h
 
 
