@@ -71,7 +71,7 @@ def main() -> None:
     epochs = a.epochs if a.sizes == "wide" else 6 * a.epochs
     cfg = MetaBBOConfig(optimiser=a.optimiser, init="evosax", sizes=sizes)
     if a.chunks_only:
-        chunk_times(cfg, sorted({-(-(cfg.meta_population + 2) // n) for n in NS}))
+        chunk_times(cfg, sorted({_share(cfg, n) for n in NS}))
         return
     res = {"serial (no-op evaluation)": time_gens(cfg, _NoOp(sizes), epochs)}
     res["local (in-process)"] = time_gens(cfg, LocalExecutor(cfg), epochs)
@@ -84,25 +84,25 @@ def main() -> None:
             import ray
 
             ray.shutdown()
-    med = {k: float(np.sum(v)) / epochs / len(sizes) for k, v in res.items()}
-    for k, v in med.items():
+    mean = {k: float(np.sum(v)) / epochs / len(sizes) for k, v in res.items()}
+    for k, v in mean.items():
         print(
             f"{k:28s} {v:7.2f} s/meta-generation (mean over {len(res[k])}; median"
             f" {np.median(res[k]):.2f}, min {min(res[k]):.2f}, max {max(res[k]):.2f})"
         )
-    one, two = med["ray, 1 worker(s)"], med["ray, 2 worker(s)"]
+    one, two = mean["ray, 1 worker(s)"], mean["ray, 2 worker(s)"]
     print(f"speed-up 2 workers vs 1: {one / two:.2f}x")
-    serial = med["serial (no-op evaluation)"]
-    overhead = max(0.0, one - med["local (in-process)"])
+    serial = mean["serial (no-op evaluation)"]
+    overhead = max(0.0, one - mean["local (in-process)"])
     print(
         "projection to N machines (one worker each): serial part + Ray overhead (ray 1 worker -"
         " local) + the measured in-process evaluation time of ceil(M / N) candidates, the share"
         " of the largest worker (evaluation time is not proportional to the candidate count:"
         " a meta-generation at these sizes is bound by per-step overhead, not arithmetic)"
     )
-    chunk_t = chunk_times(cfg, sorted({-(-(cfg.meta_population + 2) // n) for n in NS}))
+    chunk_t = chunk_times(cfg, sorted({_share(cfg, n) for n in NS}))
     for n in NS:
-        c = -(-(cfg.meta_population + 2) // n)
+        c = _share(cfg, n)
         t = serial + overhead + chunk_t[c]
         print(
             f"projected {n:3d} machines: {c:2d} candidates each, {t:6.2f} s/meta-gen, "
@@ -111,6 +111,11 @@ def main() -> None:
 
 
 NS = (1, 2, 3, 6, 18)
+
+
+def _share(cfg, n: int) -> int:
+    """Candidates (M + 2 probes) evaluated by the largest of ``n`` workers."""
+    return -(-(cfg.meta_population + 2) // n)
 
 
 def chunk_times(cfg, chunks) -> dict[int, float]:

@@ -182,7 +182,9 @@ def test_help_documents_exit_codes(capsys):
 # The CLI started as a terminal would start it: SIGINT handled and unblocked in the child even
 # if the test process (a pytest-xdist worker, after earlier tests) passes on an ignored or
 # blocked SIGINT. In two full runs on two xdist workers the child finished all 8 seeds and exited
-# 0 although SIGINT was sent ~10 s into a 24 s run; alone, the test passes.
+# 0 although SIGINT was sent ~10 s into a 24 s run. Likely cause (seen with `metalab run`
+# itself): a process started in the background by a non-interactive shell inherits SIGINT
+# ignored, and Python then installs no KeyboardInterrupt handler.
 _LAUNCH = (
     "import runpy, signal, sys; "
     "signal.signal(signal.SIGINT, signal.default_int_handler); "
