@@ -99,6 +99,27 @@ def test_size_sampler_avoids_held_out_dims_and_warm_start():
     assert "sigma_offset" not in net and ravel_pytree(net)[0].size == 1906
 
 
+def test_warm_start_from_metalab_or_a_file_and_bad_init(tmp_path):
+    from jax.flatten_util import ravel_pytree
+
+    from metalab.bbo.metabbo import HIGHD_EXCLUDE_DIMS, HIGHD_SIZES, init_net
+    from metalab.bbo.weights import WEIGHTS_DIR
+
+    shipped = ravel_pytree(load_weights(WEIGHTS_DIR / "les_metalab.npz"))[0]
+    for init in ("metalab", str(WEIGHTS_DIR / "les_metalab.npz")):
+        cfg = MetaBBOConfig(init=init, sizes=HIGHD_SIZES, exclude_dims=HIGHD_EXCLUDE_DIMS)
+        np.testing.assert_array_equal(ravel_pytree(init_net(cfg))[0], shipped)
+    with pytest.raises(ValueError, match="init must be one of"):
+        MetaBBOConfig(init="metalib")
+    with pytest.raises(ValueError, match="init: weights file"):
+        MetaBBOConfig(init=str(tmp_path / "missing.npz"))
+    # the high-D table never reaches D <= 100 and avoids the evaluation N and T values
+    assert min(s[0] for s in HIGHD_SIZES) > 100
+    assert not {s[2] for s in HIGHD_SIZES} & {32, 64, 128}
+    assert not {s[3] for s in HIGHD_SIZES} & {100, 500}
+    assert {200, 1000} <= set(HIGHD_EXCLUDE_DIMS)
+
+
 @pytest.mark.ray
 def test_ray_executor_matches_local():
     ray = pytest.importorskip("ray")

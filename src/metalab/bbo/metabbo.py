@@ -63,7 +63,7 @@ from metalab.bbo.problems import (
     rollout,
     sample_task,
 )
-from metalab.bbo.weights import evosax_weights, fold_sigma_offset, save_weights
+from metalab.bbo.weights import evosax_weights, fold_sigma_offset, load_weights, save_weights
 
 # (min_dims, max_dims, population N, generations T, tasks K). Covers D 2-96, N 8-256,
 # T 25-400 while avoiding the held-out evaluation sizes (D 20/50/100 via exclude_dims,
@@ -82,6 +82,21 @@ WIDE_SIZES: tuple[tuple[int, int, int, int, int], ...] = (
 )
 HELD_OUT_DIMS = (20, 50, 100)
 
+# High-dimensional table (the ``les_metalab_highd`` checkpoint): D 101-1,500 only, so every D
+# above :data:`metalab.bbo.weights.HIGHD_THRESHOLD` (100) is inside or above its range; N and T
+# avoid 32/64/128 and 100/500, and D avoids the validation dimensions 200 and 1,000
+# (:data:`HIGHD_EXCLUDE_DIMS`). One size per D band keeps the padded rotations small; K is 1-3.
+HIGHD_SIZES: tuple[tuple[int, int, int, int, int], ...] = (
+    (101, 160, 24, 200, 3),
+    (161, 300, 48, 150, 2),
+    (301, 600, 16, 250, 2),
+    (601, 1000, 40, 120, 1),
+    (1001, 1500, 24, 200, 1),
+)
+HIGHD_EXCLUDE_DIMS = (*HELD_OUT_DIMS, 200, 1000)
+SIZE_TABLES = {"wide": WIDE_SIZES, "highd": HIGHD_SIZES}
+INITS = ("random", "evosax", "metalab")
+
 
 @dataclass(frozen=True)
 class MetaBBOConfig:
@@ -89,7 +104,9 @@ class MetaBBOConfig:
 
     optimiser: str = "les"  # "les" or "lga": what is meta-trained
     outer: str = "openes"  # "openes" (evosax OpenAI-ES) or "self" (LES as its own outer loop)
-    init: str = "random"  # "random" or "evosax" (warm start from evosax's shipped weights)
+    # "random", "evosax" (evosax's shipped weights), "metalab" (metalab's shipped low-D
+    # weights) or a path to an .npz written by save_weights (warm starts)
+    init: str = "random"
     train_fns: tuple[str, ...] = LES_TRAIN_FNS
     sizes: tuple[tuple[int, int, int, int, int], ...] = WIDE_SIZES
     exclude_dims: tuple[int, ...] = HELD_OUT_DIMS
@@ -109,8 +126,12 @@ class MetaBBOConfig:
             raise ValueError(f"optimiser must be 'les' or 'lga', got {self.optimiser!r}")
         if self.outer not in ("openes", "self"):
             raise ValueError(f"outer must be 'openes' or 'self', got {self.outer!r}")
-        if self.init not in ("random", "evosax"):
-            raise ValueError(f"init must be 'random' or 'evosax', got {self.init!r}")
+        if self.init not in INITS and not str(self.init).endswith(".npz"):
+            raise ValueError(
+                f"init must be one of {INITS} or a path ending in .npz, got {self.init!r}"
+            )
+        if str(self.init).endswith(".npz") and not Path(self.init).exists():
+            raise ValueError(f"init: weights file {self.init!r} does not exist")
         if self.outer == "self" and self.optimiser != "les":
             raise ValueError("outer='self' (self-referential) requires optimiser='les'")
         if self.meta_population < 2 or self.meta_population % 2:
@@ -124,9 +145,13 @@ class MetaBBOConfig:
 
 
 def init_net(config: MetaBBOConfig) -> dict:
-    """Initial weights of the optimiser being meta-trained (random or evosax's)."""
+    """Initial weights of the optimiser being meta-trained (random, evosax's, metalab's, a file)."""
     if config.init == "evosax":
         return fold_sigma_offset(evosax_weights(config.optimiser, num_dims=10))
+    if config.init == "metalab":
+        return fold_sigma_offset(load_weights(config.optimiser))
+    if config.init != "random":
+        return fold_sigma_offset(load_weights(config.init))
     key = jax.random.PRNGKey(config.seed)
     return init_les_net(key) if config.optimiser == "les" else init_lga_net(key)
 
@@ -310,7 +335,7 @@ def _with_mean(state: Any, mean: jax.Array) -> Any:
 def make_outer_steps(config: MetaBBOConfig, theta0: jax.Array, unravel) -> tuple[Any, ...]:
     """``(outer, outer_params, ask, tell)``: jitted outer ask and tell (with the mean decay)."""
     outer, outer_params = make_outer(config, theta0)
-    anchor = theta0 if config.init == "evosax" else jnp.zeros_like(theta0)
+    anchor = jnp.zeros_like(theta0) if config.init == "random" else theta0
 
     def params_for(state):
         if config.outer == "self":
@@ -523,7 +548,17 @@ def main(argv: list[str] | None = None) -> None:
     d = MetaBBOConfig()
     ap.add_argument("--optimiser", choices=("les", "lga"), default="les")
     ap.add_argument("--outer", choices=("openes", "self"), default="openes")
-    ap.add_argument("--init", choices=("random", "evosax"), default="random")
+    ap.add_argument(
+        "--init", default="random", help=f"one of {', '.join(INITS)} or a path to an .npz"
+    )
+    ap.add_argument("--sizes", choices=tuple(SIZE_TABLES), default="wide", help="size table")
+    ap.add_argument(
+        "--exclude-dims",
+        type=lambda v: tuple(int(x) for x in v.split(",") if x),
+        default=None,
+        help="comma-separated D never sampled (default: 20,50,100; highd adds 200,1000)",
+    )
+    ap.add_argument("--sigma-range", type=float, nargs=2, default=d.sigma_range)
     ap.add_argument("--out", default="metabbo-runs/les")
     ap.add_argument("--meta-generations", type=int, default=d.meta_generations)
     ap.add_argument("--meta-population", type=int, default=d.meta_population)
@@ -537,11 +572,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--time-budget", type=float, default=None, help="seconds, then stop")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--weights-name", default=None, help="file stem of the final weights")
     a = ap.parse_args(argv)
     cfg = MetaBBOConfig(
         optimiser=a.optimiser,
         outer=a.outer,
         init=a.init,
+        sizes=SIZE_TABLES[a.sizes],
+        exclude_dims=a.exclude_dims
+        if a.exclude_dims is not None
+        else (HIGHD_EXCLUDE_DIMS if a.sizes == "highd" else HELD_OUT_DIMS),
+        sigma_range=tuple(a.sigma_range),
         meta_generations=a.meta_generations,
         meta_population=a.meta_population,
         meta_lr=a.meta_lr,
@@ -557,6 +598,7 @@ def main(argv: list[str] | None = None) -> None:
         progress=not a.no_progress,
         executor=ex,
         time_budget=a.time_budget,
+        weights_name=a.weights_name,
     )
     print(json.dumps({k: record[k] for k in ("method", "wall_time_s", "generations_completed")}))
 

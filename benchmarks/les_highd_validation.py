@@ -1,0 +1,161 @@
+"""Validation gate of the high-dimensional LES checkpoint (``les_metalab_highd``).
+
+Run: ``python benchmarks/les_highd_validation.py [--seeds 3] [--dims 200 1000] [--out F]``
+(``--candidate PATH`` to gate weights that are not shipped yet; ``--neuro`` adds the
+breast-cancer MLP check).
+
+BBOB gate: the 14 held-out functions (not in ``LES_TRAIN_FNS``) at D 200 and 1,000 (never
+sampled by the high-D meta-training), N 32, T 200, sigma0 1, mean0 ~ U[-2, 2]^D; every LES
+variant sees the same task instances (lockstep). Prints the geometric-mean regret per D and
+overall and the paired wins/losses of the candidate against the low-D weights. Decision rule
+(fixed before running): ship the candidate iff its overall geometric-mean regret is lower than
+the low-D weights' and it wins more paired runs than it loses.
+
+Secondary check (``--neuro``, reported, not part of the gate): an MLP 30-16-2 (D 530) on
+sklearn's breast-cancer data (400 train / 169 test, standardised), N 32, 200 generations,
+sigma0 0.1, fitness = full-batch training cross-entropy; LES variants vs OpenES (Adam 0.03),
+as in les-neuroevolution's digits task but on a different dataset (digits is the evaluation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from metalab.bbo import LES, load_weights
+from metalab.bbo.compare import bbob_comparison
+from metalab.bbo.problems import BBOB_NAMES, LES_TRAIN_FNS
+from metalab.bbo.weights import WEIGHTS_DIR
+
+HELD_OUT = tuple(f for f in BBOB_NAMES if f not in LES_TRAIN_FNS)
+
+
+def variants(candidate: str) -> dict[str, str]:
+    return {
+        "lowd": str(WEIGHTS_DIR / "les_metalab.npz"),
+        "highd": candidate,
+        "evosax": "evosax-les",
+    }
+
+
+def bbob_gate(candidate: str, dims: list[int], seeds: int, n: int = 32, t: int = 200) -> dict:
+    out: dict = {}
+    for d in dims:
+        les = {k: LES(n, d, weights=load_weights(w)) for k, w in variants(candidate).items()}
+        methods = {
+            k: [lambda s0, a=a: (a, a.default_params.replace(std_init=s0))] for k, a in les.items()
+        }
+        run = jax.jit(lambda key, m=methods, d=d: bbob_comparison(m, HELD_OUT, d, t, key))
+        finals = []
+        for s in range(seeds):
+            t0 = time.time()
+            res = run(jax.random.PRNGKey(1000 + s))
+            finals.append({k: np.asarray(v["final"][:, 0]) for k, v in res.items()})
+            print(f"D {d} seed {s}: {time.time() - t0:.0f}s", flush=True)
+        out[d] = {k: np.stack([f[k] for f in finals]) for k in les}  # (S, F) log10 regret
+    return out
+
+
+def summarise(res: dict) -> dict:
+    allv = {k: np.concatenate([res[d][k].ravel() for d in res]) for k in res[next(iter(res))]}
+    summary = {
+        "per_dim_geomean": {
+            str(d): {k: float(10 ** v.mean()) for k, v in res[d].items()} for d in res
+        },
+        "geomean": {k: float(10 ** v.mean()) for k, v in allv.items()},
+        "highd_vs_lowd_wins": int(np.sum(allv["highd"] < allv["lowd"])),
+        "highd_vs_lowd_losses": int(np.sum(allv["highd"] > allv["lowd"])),
+    }
+    g = summary["geomean"]
+    summary["ship"] = bool(
+        g["highd"] < g["lowd"] and summary["highd_vs_lowd_wins"] > summary["highd_vs_lowd_losses"]
+    )
+    return summary
+
+
+def _mlp(params, x):
+    h = jnp.tanh(x @ params[0]["w"] + params[0]["b"])
+    return h @ params[1]["w"] + params[1]["b"]
+
+
+def neuro_check(candidate: str, seeds: int, n: int = 32, t: int = 200) -> dict:
+    from evosax.algorithms import Open_ES
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+    idx = np.random.default_rng(0).permutation(len(y))
+    xtr, ytr, xte, yte = (jnp.asarray(a) for a in (x[idx[:400]], y[idx[:400]], x[idx[400:]],
+                                                    y[idx[400:]]))  # fmt: skip
+
+    def xent(p):
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(_mlp(p, xtr), ytr))
+
+    res: dict = {}
+    for s in range(seeds):
+        k_init, k_run = jax.random.split(jax.random.PRNGKey(s))
+        ks = jax.random.split(k_init)
+        tmpl = [
+            {"w": jax.random.normal(ks[0], (30, 16)) / jnp.sqrt(30.0), "b": jnp.zeros(16)},
+            {"w": jax.random.normal(ks[1], (16, 2)) / 4.0, "b": jnp.zeros(2)},
+        ]
+        algos = {k: LES(n, tmpl, weights=load_weights(w)) for k, w in variants(candidate).items()}
+        algos = {
+            k: (a, a.default_params.replace(std_init=jnp.float32(0.1))) for k, a in algos.items()
+        }
+        oes = Open_ES(
+            n, tmpl, optimizer=optax.adam(0.03), std_schedule=optax.constant_schedule(0.1)
+        )
+        algos["openes"] = (oes, oes.default_params)
+        for name, (algo, params) in algos.items():
+
+            @jax.jit
+            def go(key, algo=algo, params=params, tmpl=tmpl):
+                k0, k1 = jax.random.split(key)
+                st = algo.init(k0, tmpl, params)
+
+                def step(st, kk):
+                    ka, kt = jax.random.split(kk)
+                    xs, st = algo.ask(ka, st, params)
+                    f = jax.vmap(xent)(xs)
+                    st, _ = algo.tell(kt, xs, f, st, params)
+                    return st, None
+
+                st, _ = jax.lax.scan(step, st, jax.random.split(k1, t))
+                m = algo.get_mean(st)
+                return jnp.mean(jnp.argmax(_mlp(m, xte), -1) == yte), xent(m)
+
+            acc, loss = go(k_run)
+            res.setdefault(name, {"test_acc": [], "train_xent": []})
+            res[name]["test_acc"].append(float(acc))
+            res[name]["train_xent"].append(float(loss))
+    res["num_dims"] = int(ravel_pytree(tmpl)[0].size)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--candidate", default=str(WEIGHTS_DIR / "les_metalab_highd.npz"))
+    ap.add_argument("--dims", type=int, nargs="+", default=[200, 1000])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--neuro", action="store_true")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    summary = summarise(bbob_gate(a.candidate, a.dims, a.seeds))
+    if a.neuro:
+        summary["breast_cancer"] = neuro_check(a.candidate, 5)
+    print(json.dumps(summary, indent=1))
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(summary, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
