@@ -142,7 +142,9 @@ def main() -> None:
         ("tdu fast x1", tdu_cfg, 1),
     ]
     if args.vmap_seeds > 1:
-        contenders.append((f"boot_dqn fast x{args.vmap_seeds} vmapped", fast, args.vmap_seeds))
+        # under vmap the row-width switch would run every width: compile one width
+        one_width = fast._replace(row_bucket=fast.batch_size)
+        contenders.append((f"boot_dqn fast x{args.vmap_seeds} vmapped", one_width, args.vmap_seeds))
     ours = {}
     for name, c, s in contenders:
         ours[name] = OursRunner(n, c, args.chunk, s)

@@ -297,3 +297,52 @@ def test_sparse_agent_learns_and_mapping_is_traced():
         jax.random.split(jax.random.PRNGKey(0), 3), maps
     )
     assert float(out["success"][:, -20:].mean()) > 0.5
+
+
+def test_sparse_step_does_not_depend_on_row_bucket():
+    """The sparse SGD step compiled for several widths (lax.switch on the number of distinct
+    cells) gives the step compiled for one width: same parameters and moments."""
+    n = 12
+    base = boot_dqn.BootDQNConfig(
+        num_ensemble=3, hidden=(6, 5), batch_size=10, sparse_first_layer=True
+    )
+    for cells in ([0, 1, 2, 2, 1, 0, 0, 1, 2, 0], list(range(10)), [5] * 10):
+        b = _rand_batch(jax.random.PRNGKey(7), n, 10, 3)._replace(cell_tm1=jnp.array(cells))
+        outs = []
+        for bucket in (2, 3, 10):
+            cfg = base._replace(row_bucket=bucket)
+            st = boot_dqn.init(jax.random.PRNGKey(0), cfg, n, 2)
+            outs.append(jax.jit(lambda s, bb, c=cfg: boot_dqn._sgd(s, bb, c))(st, b))
+        for other in outs[:2]:
+            for x, y in zip(jax.tree.leaves(other), jax.tree.leaves(outs[2]), strict=True):
+                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="row_bucket"):
+        boot_dqn.BootDQNConfig(row_bucket=0).validate()
+
+
+def test_reachable_cells_and_partial_target_table():
+    """Every cell a Deep Sea episode visits is in ``reachable_cells``; the target table
+    recomputed at those rows equals the full table there."""
+    size = 6
+    env, params = deep_sea.make_deep_sea(size, True, 0, 0.01)
+    reach = deep_sea.reachable_cells(size)
+    assert len(reach) == size * (size + 1) // 2 + 1 and reach[-1] == size * size
+
+    def episode(k):
+        _, s = env.reset_env(k, params)
+
+        def body(s, kk):
+            a = jax.random.randint(kk, (), 0, 2)
+            _, s2, _, _, _ = env.step_env(kk, s, a, params)
+            return s2, deep_sea.cell_index(s2, size)
+
+        return jax.lax.scan(body, s, jax.random.split(k, size))[1]
+
+    seen = np.unique(np.asarray(jax.vmap(episode)(jax.random.split(jax.random.PRNGKey(0), 64))))
+    assert set(seen.tolist()) <= set(reach.tolist())
+    assert len(seen) > size  # the random walks reach many cells, not only the diagonal
+    cfg = _small_config()
+    st = boot_dqn.init(jax.random.PRNGKey(0), cfg, size * size, 2)
+    full = boot_dqn.target_q_table(st.params, st.prior_table, cfg.prior_scale)
+    part = boot_dqn.target_q_table(st.params, st.prior_table, cfg.prior_scale, reach)
+    np.testing.assert_allclose(part[:, reach], full[:, reach], rtol=1e-5, atol=1e-6)

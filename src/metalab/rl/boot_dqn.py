@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import rlax
 
@@ -64,10 +65,11 @@ class BootDQNConfig(NamedTuple):
     beta: float = 0.0
     sparse_first_layer: bool = False
     target_table: bool | None = None
+    row_bucket: int = 8  # sparse step compiled for multiples of this many distinct cells
 
     def validate(self) -> BootDQNConfig:
         """Raise a ValueError naming the first bad field; return self."""
-        ints = ("num_ensemble", "batch_size", "replay_capacity", "sgd_period")
+        ints = ("num_ensemble", "batch_size", "replay_capacity", "sgd_period", "row_bucket")
         for name in (*ints, "target_update_period"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"BootDQNConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -254,9 +256,17 @@ def ensemble_q(
     return jax.vmap(per_member)(params, prior_table)
 
 
-def target_q_table(params: Any, prior_table: jax.Array, prior_scale: float) -> jax.Array:
-    """``[K, n + 1, A]``: every member's ``Q_k`` at every input (the null input included)."""
-    return jax.vmap(ensemble_nets.full_table)(params) + prior_scale * prior_table
+def target_q_table(
+    params: Any, prior_table: jax.Array, prior_scale: float, cells: np.ndarray | None = None
+) -> jax.Array:
+    """``[K, n + 1, A]``: every member's ``Q_k`` at every input (the null input included).
+
+    ``cells`` (optional, static): only the inputs that can ever be queried (e.g. Deep Sea's
+    reachable cells, :func:`metalab.rl.envs.deep_sea.reachable_cells`); other rows hold only
+    the prior term.
+    """
+    net = jax.vmap(lambda p: ensemble_nets.full_table(p, cells))(params)
+    return net + prior_scale * prior_table
 
 
 def begin_episode(key: jax.Array, state: BootDQNState, config: BootDQNConfig) -> BootDQNState:
@@ -271,6 +281,8 @@ def act(key: jax.Array, state: BootDQNState, cell: jax.Array, config: BootDQNCon
     q = q + config.prior_scale * state.prior_table[state.head, cell]
     best = q == q.max()
     greedy = jax.random.categorical(k_tie, jnp.where(best, 0.0, -jnp.inf))
+    if config.epsilon == 0.0:  # static: no dithering draws (the keys are independent)
+        return greedy
     random_a = jax.random.randint(k_rand, (), 0, q.shape[-1])
     return jnp.where(jax.random.uniform(k_eps) < config.epsilon, random_a, greedy)
 
@@ -394,14 +406,19 @@ def fused_grads(
 ) -> tuple[tuple[Any, jax.Array], jax.Array]:
     """Hand-written backward pass of :func:`loss_fn` for the lookup-MLP ensemble.
 
-    The same gradients as ``jax.grad(loss_fn)`` (tested), written as the three batched
-    matmuls per hidden layer that the maths needs (forward, weight gradient, input gradient),
-    so XLA sees no gathers inside the differentiated function and no scatter into the full
-    first-layer table.
+    The same gradients as ``jax.grad(loss_fn)`` (tested). The hidden layers run on the ``U``
+    distinct first-layer rows of the minibatch, not on its ``B`` samples: a sample's hidden
+    activations depend only on its cell, so the forward pass, the weight gradients and the
+    input gradients are computed once per distinct cell, and the samples meet only at the
+    output (``q[:, b] = out[:, net_cells[b]]``; the backward pass sums the samples' output
+    gradients into their cell's row, which is exactly how the dense gradient sums duplicates).
+    Each hidden layer is the three batched matmuls the maths needs, over ``U`` rows.
 
     Args:
       rest: every parameter but ``w0`` (``b0, w1, b1, ...``), stacked ``[K, ...]``.
-      rows: ``[K, U, H]`` first-layer rows; ``net_cells [B]`` index them per sample.
+      rows: ``[K, U, H]`` first-layer rows (distinct cells; padding rows are allowed: no
+        sample points at them, so their gradient is zero); ``net_cells [B]`` index them per
+        sample.
       batch: the minibatch (``cell_tm1`` indexes the prior table).
       prior_table: ``[K, n + 1, A]``; q_t: ``[K, B, A]`` target values at ``cell_t``.
       config, beta: as :func:`loss_fn`.
@@ -412,7 +429,7 @@ def fused_grads(
       Adam moments.
     """
     num_layers = len(rest) // 2 + 1
-    pre = [rows[:, net_cells] + rest["b0"][:, None]]  # [K, B, H0] layer-0 pre-activations
+    pre = [rows + rest["b0"][:, None]]  # [K, U, H0] layer-0 pre-activations
     acts = []
     h = pre[0]
     for i in range(1, num_layers):
@@ -420,7 +437,7 @@ def fused_grads(
         acts.append(a)
         h = jnp.einsum("kbh,khj->kbj", a, rest[f"w{i}"]) + rest[f"b{i}"][:, None]
         pre.append(h)
-    q = h + config.prior_scale * prior_table[:, batch.cell_tm1]  # [K, B, A]
+    q = h[:, net_cells] + config.prior_scale * prior_table[:, batch.cell_tm1]  # [K, B, A]
     one_hot = jax.nn.one_hot(batch.a_tm1, q.shape[-1], dtype=q.dtype)  # [B, A]
     q_sa = jnp.sum(q * one_hot, axis=-1)
     r_kt = jnp.broadcast_to(batch.r_t[None], q_sa.shape)
@@ -433,19 +450,19 @@ def fused_grads(
         delta, sigma = tdu.tdu_td_errors(delta, is_x, config.beta if beta is None else beta)
         sigma_mean = sigma.mean()
     w = 1.0 if config.mask_prob >= 1.0 else batch.mask_t.T
-    g_qsa = -2.0 * w * delta / delta.shape[1]  # d loss / d q_sa
-    dh = g_qsa[..., None] * one_hot  # d loss / d (last pre-activation)
+    g_qsa = -2.0 * w * delta / delta.shape[1]  # d loss / d q_sa  [K, B]
+    # d loss / d (last pre-activation) per distinct row: the samples' [K, A] blocks summed
+    # into their row, cell-major (one contiguous block per sample)
+    g_q = jnp.swapaxes(g_qsa[..., None] * one_hot, 0, 1)  # [B, K, A]
+    dh = jnp.zeros((rows.shape[1], *g_q.shape[1:]), g_q.dtype).at[net_cells].add(g_q)
+    dh = jnp.swapaxes(dh, 0, 1)  # [K, U, A]
     grads = {}
     for i in range(num_layers - 1, 0, -1):
         grads[f"w{i}"] = _wgrad(acts[i - 1], dh)
         grads[f"b{i}"] = dh.sum(axis=1)
         dh = _bwd(dh, rest[f"w{i}"]) * (pre[i - 1] > 0)
     grads["b0"] = dh.sum(axis=1)
-    # cell-major scatter-add: one contiguous K x H block per sample (member-major takes one
-    # H-slice per member and sample: 282 vs 118 us at K 20, B 128, H 50, measured standalone)
-    k, u, h = rows.shape
-    g_rows = jnp.zeros((u, k, h), dh.dtype).at[net_cells].add(jnp.swapaxes(dh, 0, 1))
-    return (grads, g_rows), sigma_mean
+    return (grads, jnp.swapaxes(dh, 0, 1)), sigma_mean
 
 
 def _sgd_sparse(state: BootDQNState, batch: Transition, config: BootDQNConfig, beta=None):
@@ -460,36 +477,71 @@ def _sgd_sparse(state: BootDQNState, batch: Transition, config: BootDQNConfig, b
     count). Every other parameter uses optax's dense Adam. Rows with a zero gradient are where
     this differs from dense Adam: there, dense Adam keeps moving a row by its decaying
     momentum ``m_hat / (sqrt(v_hat) + eps)``.
+
+    Work per step scales with the number ``U`` of distinct cells, not with ``B``: the hidden
+    layers run on the ``U`` rows (:func:`fused_grads`), and the step is compiled for the
+    widths ``row_bucket, 2 row_bucket, ..., B`` with ``lax.switch`` picking the smallest width
+    that holds ``U`` (at bsuite's settings on Deep Sea 20, ``U`` is 40-95 of 128). The result
+    does not depend on the width (padding rows carry no gradient and are dropped on write).
+    Under ``vmap`` with a batched minibatch, ``lax.switch`` becomes a select that runs every
+    width: set ``row_bucket = batch_size`` there (one width).
     """
     rest_opt, rows_opt = state.opt_state
     w0 = state.params["w0"]
-    num_rows = w0.shape[1]
+    num_rows, batch_size = w0.shape[1], batch.cell_tm1.shape[0]
     uniq, inv = jnp.unique(
-        batch.cell_tm1, size=batch.cell_tm1.shape[0], fill_value=num_rows, return_inverse=True
+        batch.cell_tm1, size=batch_size, fill_value=num_rows, return_inverse=True
     )
     inv = inv.reshape(batch.cell_tm1.shape)
-    rows = w0.at[:, uniq].get(mode="fill", fill_value=0.0)  # [K, B, H]
-
     if state.target_table is None:
         q_t = ensemble_q(state.target_params, state.prior_table, config.prior_scale, batch.cell_t)
     else:
         q_t = state.target_table[:, batch.cell_t]
-    (g_rest, g_rows), sigma = fused_grads(
-        _rest(state.params), rows, inv, batch, state.prior_table, q_t, config, beta
-    )
-    upd, rest_opt = _optimizer(config).update(g_rest, rest_opt, _rest(state.params))
-    rest = optax.apply_updates(_rest(state.params), upd)
+    rest = _rest(state.params)
     count = rows_opt.count + 1
-    mom = rows_opt.moments.at[uniq].get(mode="fill", fill_value=0.0)  # [B, 2, K, H]
-    mu = _B1 * mom[:, 0] + (1 - _B1) * g_rows
-    nu = _B2 * mom[:, 1] + (1 - _B2) * g_rows**2
     c = count.astype(jnp.float32)
-    m_hat, v_hat = mu / (1 - _B1**c), nu / (1 - _B2**c)
-    step = config.learning_rate * m_hat / (jnp.sqrt(v_hat) + _EPS)  # [B, K, H]
-    new_rows = rows - jnp.swapaxes(step, 0, 1)
-    params = {**rest, "w0": w0.at[:, uniq].set(new_rows, mode="drop")}
-    moments = rows_opt.moments.at[uniq].set(jnp.stack([mu, nu], axis=1), mode="drop")
+
+    def rows_step(width: int):
+        # distinct cells sort first (the fill value is the largest), so with at most `width`
+        # of them, the first `width` entries of `uniq` hold them all
+        def branch(_):
+            u = uniq[:width]
+            rows = w0.at[:, u].get(mode="fill", fill_value=0.0)  # [K, W, H]
+            (g_rest, g_rows), sigma = fused_grads(
+                rest, rows, inv, batch, state.prior_table, q_t, config, beta
+            )
+            mom = rows_opt.moments.at[u].get(mode="fill", fill_value=0.0)  # [W, 2, K, H]
+            mu = _B1 * mom[:, 0] + (1 - _B1) * g_rows
+            nu = _B2 * mom[:, 1] + (1 - _B2) * g_rows**2
+            m_hat, v_hat = mu / (1 - _B1**c), nu / (1 - _B2**c)
+            step = config.learning_rate * m_hat / (jnp.sqrt(v_hat) + _EPS)  # [W, K, H]
+            new_rows = jnp.swapaxes(rows, 0, 1) - step
+            pad = ((0, batch_size - width), (0, 0), (0, 0))
+            return (
+                g_rest,
+                jnp.pad(new_rows, pad),
+                jnp.pad(jnp.stack([mu, nu], 1), pad + pad[-1:]),
+                sigma,
+            )
+
+        return branch
+
+    widths = _row_widths(batch_size, config.row_bucket)
+    n_unique = jnp.sum(uniq < num_rows)
+    which = jnp.searchsorted(jnp.asarray(widths), n_unique)  # smallest width >= n_unique
+    g_rest, new_rows, new_mom, sigma = jax.lax.switch(which, [rows_step(wd) for wd in widths], None)
+    upd, rest_opt = _optimizer(config).update(g_rest, rest_opt, rest)
+    rest = optax.apply_updates(rest, upd)
+    # padding entries of `uniq` are out of range: dropped on write
+    params = {**rest, "w0": w0.at[:, uniq].set(jnp.swapaxes(new_rows, 0, 1), mode="drop")}
+    moments = rows_opt.moments.at[uniq].set(new_mom, mode="drop")
     return params, (rest_opt, RowAdamState(moments, count)), sigma
+
+
+def _row_widths(batch_size: int, bucket: int) -> tuple[int, ...]:
+    """Static row counts the sparse SGD step is compiled for: multiples of ``bucket`` up to
+    the batch size (``bucket >= batch_size``: one width, no branching)."""
+    return tuple(range(bucket, batch_size, bucket)) + (batch_size,)
 
 
 def update(
@@ -503,6 +555,7 @@ def update(
     config: BootDQNConfig,
     env_step: jax.Array | None = None,
     beta: jax.Array | float | None = None,
+    table_cells: np.ndarray | None = None,
 ) -> tuple[BootDQNState, jax.Array]:
     """Store a transition; if the replay holds ``min_replay_size`` items (and on the SGD
     period) take one Adam step of every member on a shared minibatch; copy the target
@@ -520,6 +573,8 @@ def update(
         and target copies are real ``lax.cond`` branches instead of selects. Defaults to the
         state's own counter.
       beta: optional traced TDU weight overriding ``config.beta``.
+      table_cells: optional static array of the only inputs ``cell_t`` can take; the target
+        table is then recomputed at those rows only (see :func:`target_q_table`).
 
     Returns:
       ``(new_state, sigma)``: ``sigma`` is the minibatch-mean TDU bonus (0 without explorers
@@ -553,7 +608,7 @@ def update(
     if table is not None:  # recompute only when the copied parameters changed (learn)
         table = jax.lax.cond(
             copy & learn,
-            lambda: target_q_table(params, state.prior_table, config.prior_scale),
+            lambda: target_q_table(params, state.prior_table, config.prior_scale, table_cells),
             lambda: table,
         )
     new = state._replace(
@@ -591,6 +646,7 @@ def make_deep_sea_episodes(
     if int(num_episodes) < 1:
         raise ValueError(f"make_deep_sea_train: num_episodes must be >= 1, got {num_episodes}")
     env, env_params = deep_sea.make_deep_sea(size, deterministic, mapping_seed, unscaled_move_cost)
+    reachable = deep_sea.reachable_cells(size)  # target-table rows worth recomputing
 
     def episode(agent: BootDQNState, xs, beta, env_params):
         key, ep = xs
@@ -617,6 +673,7 @@ def make_deep_sea_episodes(
                 config,
                 env_step=ep * size + t + 1,  # not batched over seeds: real lax.cond
                 beta=beta,
+                table_cells=reachable,
             )
             return (agent, env_state), (r, sigma)
 

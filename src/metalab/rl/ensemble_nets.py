@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Params = dict[str, jax.Array]
 
@@ -104,18 +105,24 @@ def apply_dense_mlp(params: Params, x: jax.Array) -> jax.Array:
     return h
 
 
-def full_table(params: Params) -> jax.Array:
+def full_table(params: Params, cells: np.ndarray | None = None) -> jax.Array:
     """Outputs at every input ``0..n`` (``n`` = null input) as dense matmuls: ``[n + 1, A]``.
 
     Same values as :func:`output_table` (every first-layer row, plus the zero row of the null
-    input), computed as one batch of ``n + 1`` rows instead of ``n + 1`` gathers.
+    input), computed as one batch of ``n + 1`` rows instead of ``n + 1`` gathers. ``cells``
+    (optional, static, distinct, in ``0..n``): compute only those rows; the others are zero.
     """
     w0 = params["w0"]
-    h = jnp.concatenate([w0, jnp.zeros((1, w0.shape[-1]), w0.dtype)]) + params["b0"]
+    h = jnp.concatenate([w0, jnp.zeros((1, w0.shape[-1]), w0.dtype)])
+    if cells is not None:
+        h = h[np.asarray(cells)]
+    h = h + params["b0"]
     for i in range(1, num_layers(params)):
         h = jax.nn.relu(h)
         h = h @ params[f"w{i}"] + params[f"b{i}"]
-    return h
+    if cells is None:
+        return h
+    return jnp.zeros((w0.shape[0] + 1, h.shape[-1]), h.dtype).at[np.asarray(cells)].set(h)
 
 
 def output_table(params: Params, num_cells: int) -> jax.Array:

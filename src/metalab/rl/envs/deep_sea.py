@@ -50,6 +50,7 @@ __all__ = [
     "cell_index",
     "make_deep_sea",
     "random_action_mapping",
+    "reachable_cells",
     "optimal_return",
     "solve_episode",
 ]
@@ -184,6 +185,14 @@ def cell_index(state: EnvState, size: int) -> jax.Array:
     return jnp.where(state.row >= size, size * size, state.row * size + state.column).astype(
         jnp.int32
     )
+
+
+def reachable_cells(size: int) -> np.ndarray:
+    """The cells an episode can visit, sorted: ``row * N + column`` with ``column <= row``
+    (the agent starts at column 0 and moves one column per row), plus the null cell ``N * N``.
+    ``N (N + 1) / 2 + 1`` of the ``N * N + 1`` inputs."""
+    rows, cols = np.tril_indices(int(size))
+    return np.append(rows * size + cols, size * size).astype(np.int32)
 
 
 def solve_episode(bad_t: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
