@@ -186,8 +186,9 @@ class LES(DistributionBasedAlgorithm):
     Args:
       population_size: N, members per generation (>= 2).
       solution: a template solution pytree (or an int D); samples are unravelled to it.
-      weights: the ``net`` pytree; ``None`` loads metalab's shipped meta-trained weights
-        (``load_weights("evosax-les")`` gives evosax's).
+      weights: the ``net`` pytree; ``None`` loads metalab's shipped meta-trained weights for
+        this D, ``load_weights("les", num_dims=D)``: the high-dimensional checkpoint when
+        D > 100, else the low-dimensional one (``load_weights("evosax-les")`` gives evosax's).
       fitness_shaping_fn, metrics_fn: as in evosax (identity shaping; evosax's metrics).
     """
 
@@ -204,7 +205,7 @@ class LES(DistributionBasedAlgorithm):
         if weights is None:
             from metalab.bbo.weights import load_weights
 
-            weights = load_weights("les")
+            weights = load_weights("les", num_dims=self.num_dims)
         self.weights = weights
 
     @property

@@ -19,7 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-SHIPPED = {"les": "les_metalab", "lga": "lga_metalab"}
+SHIPPED = {"les": "les_metalab", "les-highd": "les_metalab_highd", "lga": "lga_metalab"}
+# ``load_weights("les", num_dims=D)`` (and ``LES(n, D)``'s default) use the high-dimensional
+# checkpoint iff D > HIGHD_THRESHOLD: the low-D weights were meta-trained on D <= 96 (and
+# evaluated up to D 100), the high-D ones on D 101-1,500. Fixed from the two training ranges.
+HIGHD_THRESHOLD = 100
 
 
 def flatten_dict(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
@@ -59,7 +63,10 @@ def save_weights(path: str | Path, net: dict, record: dict | None = None) -> Pat
 def load_weights(name_or_path: str | Path, num_dims: int = 10) -> dict:
     """Load weights by name or path.
 
-    * ``"les"`` / ``"lga"``: metalab's shipped meta-trained weights;
+    * ``"les"`` / ``"lga"``: metalab's shipped meta-trained weights; for ``"les"`` with
+      ``num_dims > HIGHD_THRESHOLD`` (100) the high-dimensional checkpoint
+      ``les_metalab_highd`` (meta-trained on D 101-1,500), else ``les_metalab`` (D 2-96);
+      ``"les-highd"`` names the high-dimensional one directly;
     * ``"evosax-les"`` / ``"evosax-lga"``: the checkpoint evosax 0.3.2's default
       ``LearnedES`` / ``LearnedGA`` would load for ``num_dims`` (LGA: v7 above D = 50, v4
       otherwise). The LGA weights carry ``sigma_offset = 2`` (evosax's legacy 2023
@@ -67,6 +74,8 @@ def load_weights(name_or_path: str | Path, num_dims: int = 10) -> dict:
     * anything else: a path to an ``.npz`` written by :func:`save_weights`.
     """
     key = str(name_or_path)
+    if key == "les" and num_dims > HIGHD_THRESHOLD:
+        key = "les-highd"
     if key in SHIPPED:
         path = WEIGHTS_DIR / f"{SHIPPED[key]}.npz"
         if not path.exists():
@@ -106,7 +115,7 @@ def fold_sigma_offset(net: dict) -> dict:
 
 
 def load_record(name: str) -> dict:
-    """The JSON training record beside shipped weights (``"les"`` or ``"lga"``)."""
+    """The JSON training record beside shipped weights (``"les"``, ``"les-highd"``, ``"lga"``)."""
     return json.loads((WEIGHTS_DIR / f"{SHIPPED[name]}.json").read_text())
 
 

@@ -62,7 +62,9 @@ class NeuroConfig:
     digits_generations: int = param(200, "generations on digits", lo=1, hi=100000)
     sigma0: float = param(0.1, "initial std of LES and SNES, and OpenES's std", lo=1e-4, hi=10.0)
     openes_lr: float = param(0.03, "OpenES Adam learning rate", lo=1e-5, hi=1.0)
-    weights: str = param("les", "LES weights: 'les' (metalab shipped), 'evosax-les' or a path")
+    weights: str = param(
+        "les", "LES weights: 'les' (metalab shipped, chosen by D), 'evosax-les' or a path"
+    )
 
 
 def _mlp_init(key, sizes):
@@ -92,10 +94,12 @@ def _digits():
 
 def _algos(config, n, template):
     from evosax.algorithms import SNES, Open_ES
+    from jax.flatten_util import ravel_pytree
 
     from metalab.bbo.weights import load_weights
 
-    les = LES(n, template, weights=load_weights(config.weights))
+    d = ravel_pytree(template)[0].size  # "les": the high-D checkpoint above D 100
+    les = LES(n, template, weights=load_weights(config.weights, num_dims=d))
     oes = Open_ES(
         n,
         template,
