@@ -470,12 +470,12 @@ def _sgd_sparse(state: BootDQNState, batch: Transition, config: BootDQNConfig, b
 
     The cells ``c_b`` of a minibatch are shared by all members, so the rows ``U = unique(c)``
     (at most ``B``, padded with an out-of-range index that gathers zeros and is dropped on
-    write) are gathered once into ``[K, W, H]`` (``W >= U``, below); the loss is
-    differentiated with respect to that sub-table (duplicates' gradients sum, as in the dense gradient), and Adam updates
-    those rows' moments and parameters only (lazy Adam, as TF's ``LazyAdam``: rows outside the
-    minibatch keep their moments and do not move; bias correction uses the global step
-    count). Every other parameter uses optax's dense Adam. Rows with a zero gradient are where
-    this differs from dense Adam: there, dense Adam keeps moving a row by its decaying
+    write) are gathered once into ``[K, W, H]`` (``W >= U``, below); the loss is differentiated
+    with respect to that sub-table (duplicates' gradients sum, as in the dense gradient), and
+    Adam updates those rows' moments and parameters only (lazy Adam, as TF's ``LazyAdam``: rows
+    outside the minibatch keep their moments and do not move; bias correction uses the global
+    step count). Every other parameter uses optax's dense Adam. Rows with a zero gradient are
+    where this differs from dense Adam: there, dense Adam keeps moving a row by its decaying
     momentum ``m_hat / (sqrt(v_hat) + eps)``.
 
     Work per step scales with the number ``U`` of distinct cells, not with ``B``: the hidden
