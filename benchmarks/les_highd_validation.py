@@ -80,14 +80,11 @@ def summarise(res: dict) -> dict:
     return summary
 
 
-def _mlp(params, x):
-    h = jnp.tanh(x @ params[0]["w"] + params[0]["b"])
-    return h @ params[1]["w"] + params[1]["b"]
-
-
 def neuro_check(candidate: str, seeds: int, n: int = 32, t: int = 200) -> dict:
     from evosax.algorithms import Open_ES
     from sklearn.datasets import load_breast_cancer
+
+    from metalab.experiments.les_neuroevolution import _evolve, _mlp, _mlp_init
 
     x, y = load_breast_cancer(return_X_y=True)
     x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
@@ -95,17 +92,13 @@ def neuro_check(candidate: str, seeds: int, n: int = 32, t: int = 200) -> dict:
     xtr, ytr, xte, yte = (jnp.asarray(a) for a in (x[idx[:400]], y[idx[:400]], x[idx[400:]],
                                                     y[idx[400:]]))  # fmt: skip
 
-    def xent(p):
+    def xent(p, key=None):
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(_mlp(p, xtr), ytr))
 
     res: dict = {}
     for s in range(seeds):
         k_init, k_run = jax.random.split(jax.random.PRNGKey(s))
-        ks = jax.random.split(k_init)
-        tmpl = [
-            {"w": jax.random.normal(ks[0], (30, 16)) / jnp.sqrt(30.0), "b": jnp.zeros(16)},
-            {"w": jax.random.normal(ks[1], (16, 2)) / 4.0, "b": jnp.zeros(2)},
-        ]
+        tmpl = _mlp_init(k_init, (30, 16, 2))
         algos = {k: LES(n, tmpl, weights=load_weights(w)) for k, w in variants(candidate).items()}
         algos = {
             k: (a, a.default_params.replace(std_init=jnp.float32(0.1))) for k, a in algos.items()
@@ -115,27 +108,12 @@ def neuro_check(candidate: str, seeds: int, n: int = 32, t: int = 200) -> dict:
         )
         algos["openes"] = (oes, oes.default_params)
         for name, (algo, params) in algos.items():
-
-            @jax.jit
-            def go(key, algo=algo, params=params, tmpl=tmpl):
-                k0, k1 = jax.random.split(key)
-                st = algo.init(k0, tmpl, params)
-
-                def step(st, kk):
-                    ka, kt = jax.random.split(kk)
-                    xs, st = algo.ask(ka, st, params)
-                    f = jax.vmap(xent)(xs)
-                    st, _ = algo.tell(kt, xs, f, st, params)
-                    return st, None
-
-                st, _ = jax.lax.scan(step, st, jax.random.split(k1, t))
-                m = algo.get_mean(st)
-                return jnp.mean(jnp.argmax(_mlp(m, xte), -1) == yte), xent(m)
-
-            acc, loss = go(k_run)
+            mean, _ = jax.jit(lambda k, a=algo, p=params, m=tmpl: _evolve(a, p, m, xent, k, t))(
+                k_run
+            )
             res.setdefault(name, {"test_acc": [], "train_xent": []})
-            res[name]["test_acc"].append(float(acc))
-            res[name]["train_xent"].append(float(loss))
+            res[name]["test_acc"].append(float(jnp.mean(jnp.argmax(_mlp(mean, xte), -1) == yte)))
+            res[name]["train_xent"].append(float(xent(mean)))
     res["num_dims"] = int(ravel_pytree(tmpl)[0].size)
     return res
 

@@ -98,6 +98,11 @@ HIGHD_EXCLUDE_DIMS = (*HELD_OUT_DIMS, 200, 1000)
 # D 1,500 that is ~0.7 GFLOP per evaluation, so the high-D run trains on the other nine.
 HIGHD_TRAIN_FNS = tuple(f for f in LES_TRAIN_FNS if f != "gallagher_101_me")
 SIZE_TABLES = {"wide": WIDE_SIZES, "highd": HIGHD_SIZES}
+# the CLI's defaults per size table: (training functions, excluded dimensions)
+_TABLE_DEFAULTS = {
+    "wide": (LES_TRAIN_FNS, HELD_OUT_DIMS),
+    "highd": (HIGHD_TRAIN_FNS, HIGHD_EXCLUDE_DIMS),
+}
 INITS = ("random", "evosax", "metalab")
 
 
@@ -151,10 +156,9 @@ def init_net(config: MetaBBOConfig) -> dict:
     """Initial weights of the optimiser being meta-trained (random, evosax's, metalab's, a file)."""
     if config.init == "evosax":
         return fold_sigma_offset(evosax_weights(config.optimiser, num_dims=10))
-    if config.init == "metalab":
-        return fold_sigma_offset(load_weights(config.optimiser))
-    if config.init != "random":
-        return fold_sigma_offset(load_weights(config.init))
+    if config.init != "random":  # metalab's shipped low-D weights, or a file
+        name = config.optimiser if config.init == "metalab" else config.init
+        return fold_sigma_offset(load_weights(name))
     key = jax.random.PRNGKey(config.seed)
     return init_les_net(key) if config.optimiser == "les" else init_lga_net(key)
 
@@ -584,17 +588,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--weights-name", default=None, help="file stem of the final weights")
     a = ap.parse_args(argv)
+    default_fns, default_excluded = _TABLE_DEFAULTS[a.sizes]
     cfg = MetaBBOConfig(
         optimiser=a.optimiser,
         outer=a.outer,
         init=a.init,
         sizes=SIZE_TABLES[a.sizes],
-        train_fns=a.train_fns
-        if a.train_fns is not None
-        else (HIGHD_TRAIN_FNS if a.sizes == "highd" else LES_TRAIN_FNS),
-        exclude_dims=a.exclude_dims
-        if a.exclude_dims is not None
-        else (HIGHD_EXCLUDE_DIMS if a.sizes == "highd" else HELD_OUT_DIMS),
+        train_fns=default_fns if a.train_fns is None else a.train_fns,
+        exclude_dims=default_excluded if a.exclude_dims is None else a.exclude_dims,
         sigma_range=tuple(a.sigma_range),
         meta_generations=a.meta_generations,
         meta_population=a.meta_population,

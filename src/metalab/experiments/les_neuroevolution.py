@@ -98,12 +98,12 @@ def _digits():
 
 def _algos(config, n, template):
     from evosax.algorithms import SNES, Open_ES
-    from jax.flatten_util import ravel_pytree
 
     from metalab.bbo.weights import load_weights
 
-    d = ravel_pytree(template)[0].size  # "les": the high-D checkpoint above D 100
-    les = LES(n, template, weights=load_weights(config.weights, num_dims=d))
+    # "les": LES's default, the shipped checkpoint for the template's D (high-D above 100)
+    weights = None if config.weights == "les" else load_weights(config.weights)
+    les = LES(n, template, weights=weights)
     oes = Open_ES(
         n,
         template,
