@@ -56,6 +56,12 @@ from jax.flatten_util import ravel_pytree
 
 from metalab.bbo.les import LES, LESParams, init_les_net
 from metalab.bbo.lga import LGA, LGAParams, init_lga_net
+from metalab.bbo.neuro_tasks import (
+    check_neuro_size,
+    cross_entropy,
+    n_mlp_params,
+    sample_neuro_task,
+)
 from metalab.bbo.problems import (
     LES_TRAIN_FNS,
     check_fn_names,
@@ -97,11 +103,26 @@ HIGHD_EXCLUDE_DIMS = (*HELD_OUT_DIMS, 200, 1000)
 # Gallagher 101-me builds 101 dense (D, D) matrices and does 303 D x D products per point: at
 # D 1,500 that is ~0.7 GFLOP per evaluation, so the high-D run trains on the other nine.
 HIGHD_TRAIN_FNS = tuple(f for f in LES_TRAIN_FNS if f != "gallagher_101_me")
-SIZE_TABLES = {"wide": WIDE_SIZES, "highd": HIGHD_SIZES}
+# MLP classification tasks (metalab.bbo.neuro_tasks): (d_in, hidden, classes, N, T, K), D 323-1,830.
+# None is les-neuroevolution's digits MLP (64-16-10) or its N 32 / T 200; the data are synthetic.
+NEURO_SIZES: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (16, 16, 3, 24, 150, 3),
+    (40, 12, 5, 48, 150, 2),
+    (30, 24, 4, 16, 250, 3),
+    (96, 12, 8, 24, 250, 2),
+    (50, 32, 6, 40, 120, 2),
+)
+# name -> (BBOB sizes, MLP sizes)
+SIZE_TABLES = {
+    "wide": (WIDE_SIZES, ()),
+    "highd": (HIGHD_SIZES, ()),
+    "highd-neuro": (HIGHD_SIZES, NEURO_SIZES),
+}
 # the CLI's defaults per size table: (training functions, excluded dimensions)
 _TABLE_DEFAULTS = {
     "wide": (LES_TRAIN_FNS, HELD_OUT_DIMS),
     "highd": (HIGHD_TRAIN_FNS, HIGHD_EXCLUDE_DIMS),
+    "highd-neuro": (HIGHD_TRAIN_FNS, HIGHD_EXCLUDE_DIMS),
 }
 INITS = ("random", "evosax", "metalab")
 
@@ -119,6 +140,10 @@ class MetaBBOConfig:
     sizes: tuple[tuple[int, int, int, int, int], ...] = WIDE_SIZES
     exclude_dims: tuple[int, ...] = HELD_OUT_DIMS
     sigma_range: tuple[float, float] = (0.5, 2.0)
+    # MLP training tasks (d_in, hidden, classes, N, T, K), scheduled after ``sizes``; their
+    # sigma0 is log-uniform in neuro_sigma_range (metalab.bbo.neuro_tasks)
+    neuro_sizes: tuple[tuple[int, int, int, int, int, int], ...] = ()
+    neuro_sigma_range: tuple[float, float] = (0.03, 0.3)
     init_range: float = 2.0
     noise_models: tuple[str, ...] = ("noiseless", "gaussian", "additive")
     meta_population: int = 16
@@ -149,7 +174,16 @@ class MetaBBOConfig:
         for s in self.sizes:
             if len(s) != 5 or not 1 <= s[0] <= s[1] or min(s[2:]) < 1 or s[2] < 2:
                 raise ValueError(f"bad size {s}: need (min_dims<=max_dims, N>=2, T>=1, K>=1)")
+        for s in self.neuro_sizes:
+            check_neuro_size(s)
+        if not 0 < self.neuro_sigma_range[0] <= self.neuro_sigma_range[1]:
+            raise ValueError(f"neuro_sigma_range must be 0 < lo <= hi, got {self.neuro_sigma_range}")
         check_fn_names(self.train_fns)
+
+    @property
+    def all_sizes(self) -> tuple[tuple[int, ...], ...]:
+        """The BBOB sizes followed by the MLP sizes (what :func:`size_order` indexes)."""
+        return (*self.sizes, *self.neuro_sizes)
 
 
 def init_net(config: MetaBBOConfig) -> dict:
@@ -172,8 +206,8 @@ def make_inner_optimiser(optimiser: str, population_size: int, num_dims: int) ->
 
 
 def size_order(config: MetaBBOConfig, generation: int) -> int:
-    """Index into ``config.sizes`` for a meta-generation: each size once per epoch."""
-    n = len(config.sizes)
+    """Index into ``config.all_sizes`` for a meta-generation: each size once per epoch."""
+    n = len(config.all_sizes)
     perm = np.random.default_rng([config.seed, generation // n]).permutation(n)
     return int(perm[generation % n])
 
@@ -218,6 +252,42 @@ def make_size_evaluator(config: MetaBBOConfig, size: tuple[int, ...], unravel) -
     return evaluate_candidates
 
 
+def make_neuro_evaluator(config: MetaBBOConfig, size: tuple[int, ...], unravel) -> Any:
+    """As :func:`make_size_evaluator` for an MLP size ``(d_in, hidden, classes, N, T, K)``.
+
+    The score is the final generation's best training cross-entropy; the "regret" returned
+    beside it is the lowest cross-entropy evaluated (no optimum is known).
+    """
+    d_in, hidden, classes, n, t, k = size
+    arch = (d_in, hidden, classes)
+    algo, make_params = make_inner_optimiser(config.optimiser, n, n_mlp_params(*arch))
+
+    def run_one(theta, task, key):
+        params = make_params(unravel(theta), task.sigma0)
+
+        def fit(x, _):
+            f = jax.vmap(lambda w: cross_entropy(w, task, *arch))(x)
+            return f, f
+
+        out = rollout(algo, params, fit, key, task.mean0, task.sigma0, t)
+        return out.gen_best_fitness[-1], out.best_regret[-1]
+
+    @jax.jit
+    def evaluate_candidates(thetas: jax.Array, key: jax.Array):
+        k_task, k_run = jax.random.split(key)
+        sample = lambda kk: sample_neuro_task(kk, *arch, sigma_range=config.neuro_sigma_range)
+        tasks = jax.vmap(sample)(jax.random.split(k_task, k))
+
+        def one_task(_, xs):
+            task, kr = xs
+            return None, jax.vmap(lambda th: run_one(th, task, kr))(thetas)
+
+        _, (fit, regret) = jax.lax.scan(one_task, None, (tasks, jax.random.split(k_run, k)))
+        return fit, regret
+
+    return evaluate_candidates
+
+
 _EVALUATORS: dict[tuple, Any] = {}
 
 
@@ -231,6 +301,7 @@ def _task_key(config: MetaBBOConfig) -> tuple:
         config.sigma_range,
         config.init_range,
         config.noise_models,
+        config.neuro_sigma_range,
     )
 
 
@@ -242,10 +313,11 @@ class LocalExecutor:
         _, self.unravel = ravel_pytree(init_net(config))
 
     def __call__(self, size_index: int, thetas: np.ndarray, key: np.ndarray):
-        size = self.config.sizes[size_index]
+        size = self.config.all_sizes[size_index]
         k = (*_task_key(self.config), size)
         if k not in _EVALUATORS:
-            _EVALUATORS[k] = make_size_evaluator(self.config, size, self.unravel)
+            make = make_size_evaluator if len(size) == 5 else make_neuro_evaluator
+            _EVALUATORS[k] = make(self.config, size, self.unravel)
         fit, regret = _EVALUATORS[k](jnp.asarray(thetas), jnp.asarray(key))
         return np.asarray(fit), np.asarray(regret)
 
@@ -438,6 +510,8 @@ def train(
     ckpt, cfg_path = out / "checkpoint.npz", out / "config.json"
     if resume and ckpt.exists() and cfg_path.exists():
         saved, now = json.loads(cfg_path.read_text()), _config_dict(config)
+        # fields added after the checkpoint was written count as their defaults
+        saved = {**_config_dict(MetaBBOConfig()), **saved}
         run_length = ("meta_generations", "checkpoint_every")
         if {k: v for k, v in saved.items() if k not in run_length} != {
             k: v for k, v in now.items() if k not in run_length
@@ -558,7 +632,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--init", default="random", help=f"one of {', '.join(INITS)} or a path to an .npz"
     )
-    ap.add_argument("--sizes", choices=tuple(SIZE_TABLES), default="wide", help="size table")
+    ap.add_argument(
+        "--sizes",
+        choices=tuple(SIZE_TABLES),
+        default="wide",
+        help="size table (highd-neuro adds MLP training tasks, metalab.bbo.neuro_tasks)",
+    )
     ap.add_argument(
         "--exclude-dims",
         type=lambda v: tuple(int(x) for x in v.split(",") if x),
@@ -593,7 +672,8 @@ def main(argv: list[str] | None = None) -> None:
         optimiser=a.optimiser,
         outer=a.outer,
         init=a.init,
-        sizes=SIZE_TABLES[a.sizes],
+        sizes=SIZE_TABLES[a.sizes][0],
+        neuro_sizes=SIZE_TABLES[a.sizes][1],
         train_fns=default_fns if a.train_fns is None else a.train_fns,
         exclude_dims=default_excluded if a.exclude_dims is None else a.exclude_dims,
         sigma_range=tuple(a.sigma_range),
