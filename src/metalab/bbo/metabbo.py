@@ -177,7 +177,9 @@ class MetaBBOConfig:
         for s in self.neuro_sizes:
             check_neuro_size(s)
         if not 0 < self.neuro_sigma_range[0] <= self.neuro_sigma_range[1]:
-            raise ValueError(f"neuro_sigma_range must be 0 < lo <= hi, got {self.neuro_sigma_range}")
+            raise ValueError(
+                f"neuro_sigma_range must satisfy 0 < lo <= hi, got {self.neuro_sigma_range}"
+            )
         check_fn_names(self.train_fns)
 
     @property
