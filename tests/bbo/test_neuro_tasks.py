@@ -1,0 +1,111 @@
+"""MLP training tasks for MetaBBO: parameter layout, data sampler, evaluator, schedule."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from metalab.bbo.metabbo import (
+    NEURO_SIZES,
+    LocalExecutor,
+    MetaBBOConfig,
+    init_net,
+    size_order,
+    train,
+)
+from metalab.bbo.neuro_tasks import (
+    check_neuro_size,
+    cross_entropy,
+    mlp_logits,
+    n_mlp_params,
+    sample_neuro_task,
+)
+
+
+def test_flat_mlp_matches_a_layered_mlp():
+    d_in, hidden, classes = 5, 4, 3
+    ks = jax.random.split(jax.random.PRNGKey(0), 5)
+    layers = {
+        "a_w1": jax.random.normal(ks[0], (d_in, hidden)),
+        "b_b1": jax.random.normal(ks[1], (hidden,)),
+        "c_w2": jax.random.normal(ks[2], (hidden, classes)),
+        "d_b2": jax.random.normal(ks[3], (classes,)),
+    }
+    theta, _ = ravel_pytree(layers)  # dict keys sort as W1, b1, W2, b2
+    assert theta.size == n_mlp_params(d_in, hidden, classes) == 5 * 4 + 4 + 4 * 3 + 3
+    x = jax.random.normal(ks[4], (7, d_in))
+    ref = jnp.tanh(x @ layers["a_w1"] + layers["b_b1"]) @ layers["c_w2"] + layers["d_b2"]
+    np.testing.assert_allclose(mlp_logits(theta, x, d_in, hidden, classes), ref, rtol=1e-5)
+
+
+def test_sampler_shapes_scalings_and_initial_loss():
+    arch = (12, 6, 4)
+    keys = jax.random.split(jax.random.PRNGKey(1), 64)
+    tasks = jax.vmap(lambda k: sample_neuro_task(k, *arch, n_examples=128))(keys)
+    assert tasks.x.shape == (64, 128, 12) and tasks.mean0.shape == (64, n_mlp_params(*arch))
+    sig = np.asarray(tasks.sigma0)
+    assert sig.min() >= 0.03 - 1e-6 and sig.max() <= 0.3 + 1e-6 and sig.std() > 0.01
+    y = np.asarray(tasks.y)
+    assert y.min() == 0 and y.max() == 3
+    # both input scalings occur: per-feature [0, 1] (min 0, max 1) and standardised (mean 0)
+    x = np.asarray(tasks.x)
+    unit = np.all(np.isclose(x.min(1), 0.0, atol=1e-5), axis=1)
+    standard = np.all(np.abs(x.mean(1)) < 1e-4, axis=1) & ~unit
+    assert unit.any() and standard.any() and np.all(unit | standard)
+    # biases start at 0; the LeCun init gives a loss near log(classes), not a degenerate one
+    first = jax.tree.map(lambda a: a[0], tasks)
+    b1 = np.asarray(first.mean0[12 * 6 : 12 * 6 + 6])
+    assert np.all(b1 == 0.0)
+    xent = jax.vmap(lambda t: cross_entropy(t.mean0, t, *arch))(tasks)
+    assert np.all(np.isfinite(xent)) and 0.5 * np.log(4) < float(np.median(xent)) < 3 * np.log(4)
+    # the loss is optax's softmax cross-entropy of the flat MLP's logits
+    ref = optax.softmax_cross_entropy_with_integer_labels(
+        mlp_logits(first.mean0, first.x, *arch), first.y
+    ).mean()
+    assert float(cross_entropy(first.mean0, first, *arch)) == pytest.approx(float(ref), rel=1e-6)
+
+
+def test_bad_sizes_and_ranges_name_the_field():
+    with pytest.raises(ValueError, match="d_in, hidden, classes, N, T, K"):
+        check_neuro_size((4, 3, 2, 8, 10))
+    with pytest.raises(ValueError, match="classes >= 2"):
+        check_neuro_size((4, 3, 1, 8, 10, 1))
+    with pytest.raises(ValueError, match="neuro size"):
+        MetaBBOConfig(neuro_sizes=((4, 3, 2, 1, 10, 1),))
+    with pytest.raises(ValueError, match="neuro_sigma_range"):
+        MetaBBOConfig(neuro_sigma_range=(0.3, 0.1))
+    with pytest.raises(ValueError, match="sigma_range"):
+        sample_neuro_task(jax.random.PRNGKey(0), 3, 2, 2, sigma_range=(0.0, 0.1))
+
+
+def test_neuro_table_avoids_the_digits_task():
+    # les-neuroevolution's digits MLP (64-16-10, D 1,210) at N 32 / T 200 is the evaluation
+    assert all(n_mlp_params(*s[:3]) != n_mlp_params(64, 16, 10) for s in NEURO_SIZES)
+    assert not {s[3] for s in NEURO_SIZES} & {32} and not {s[4] for s in NEURO_SIZES} & {200}
+
+
+def test_evaluator_pairs_candidates_and_training_schedules_both_kinds(tmp_path):
+    cfg = MetaBBOConfig(
+        train_fns=("sphere",),
+        noise_models=("noiseless",),
+        sizes=((2, 3, 4, 3, 1),),
+        neuro_sizes=((4, 3, 2, 6, 5, 2),),
+        meta_population=4,
+        meta_generations=4,
+    )
+    # one epoch visits the BBOB size (index 0) and the MLP size (index 1) once each
+    assert sorted(size_order(cfg, g) for g in range(2)) == [0, 1]
+    ex = LocalExecutor(cfg)
+    theta0, _ = ravel_pytree(init_net(cfg))
+    thetas = np.stack([theta0, theta0, theta0 + 0.01])
+    fit, regret = ex(1, thetas, np.asarray(jax.random.PRNGKey(3)))
+    assert fit.shape == (2, 3) and regret.shape == (2, 3)
+    np.testing.assert_allclose(fit[:, 0], fit[:, 1])  # same tasks and keys for every candidate
+    assert np.all(regret <= fit + 1e-6) and np.all(np.isfinite(fit))
+    _, rec = train(cfg, tmp_path / "run", progress=False)
+    assert sorted(rec["history"]["size_index"]) == [0.0, 0.0, 1.0, 1.0]
+    assert rec["config"]["neuro_sizes"] == [[4, 3, 2, 6, 5, 2]]
