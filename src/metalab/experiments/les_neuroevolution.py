@@ -15,7 +15,9 @@ of the final return could not fail), and the 500-step cap (CartPole-v1's) is rar
 
 ``weights="les"`` loads the shipped checkpoint for the task's D (``load_weights("les",
 num_dims=D)``): both MLPs (CartPole D 114 at 16 hidden units, digits D 1,210) are above 100, so
-they use the high-dimensional checkpoint ``les_metalab_highd`` (docs/bbo.md).
+they use the high-dimensional checkpoint ``les_metalab_highd`` (docs/bbo.md). That checkpoint
+was meta-trained on BBOB and on synthetic MLP classification tasks (``metalab.bbo.neuro_tasks``,
+metalab's extension of the paper's BBOB-only training); neither digits nor CartPole was used.
 """
 
 from __future__ import annotations
