@@ -13,7 +13,10 @@ One meta-generation:
    epoch, in a seeded random order), and ``K`` tasks are sampled: a training BBOB function,
    D in the size's range (held-out evaluation dimensions ``exclude_dims`` are never used),
    random optimum and optimal value, random rotations, a noise model, initial mean and
-   sigma0. Every candidate sees the **same** tasks and the **same** inner keys (paired);
+   sigma0. Every candidate sees the **same** tasks and the **same** inner keys (paired).
+   Optionally (``neuro_sizes``, ``--sizes highd-neuro``) the schedule also holds MLP sizes,
+   whose tasks are small classifiers on synthetic data (:mod:`metalab.bbo.neuro_tasks`;
+   metalab's extension: the LES paper meta-trains on BBOB only);
 3. each candidate's optimiser runs ``T`` generations with population ``N`` on each task and
    scores the *final generation's best fitness* ``f_mk`` (lower is better);
 4. fitness normalisation: per task, scores are z-scored across the ``M`` candidates,
