@@ -246,15 +246,19 @@ def make_size_evaluator(config: MetaBBOConfig, size: tuple[int, ...], unravel) -
         k_fn, k_task, k_run = jax.random.split(key, 3)
         fn_idx = jax.random.randint(k_fn, (k,), 0, n_fns)
         tasks = jax.vmap(sample)(jax.random.split(k_task, k))
-
-        def one_task(_, xs):
-            fi, task, kr = xs
-            return None, jax.vmap(lambda th: run_one(th, fi, task, kr))(thetas)
-
-        _, (fit, regret) = jax.lax.scan(one_task, None, (fn_idx, tasks, jax.random.split(k_run, k)))
-        return fit, regret
+        return _each_task(run_one, thetas, (fn_idx, tasks, jax.random.split(k_run, k)))
 
     return evaluate_candidates
+
+
+def _each_task(run_one, thetas: jax.Array, xs: tuple) -> tuple[jax.Array, jax.Array]:
+    """``run_one(theta, *task)`` for every task (scanned: one at a time, so a BBOB function
+    index stays an unbatched ``lax.switch``) and every candidate (vmapped): ``(K, M)`` each."""
+
+    def one_task(_, task):
+        return None, jax.vmap(lambda th: run_one(th, *task))(thetas)
+
+    return jax.lax.scan(one_task, None, xs)[1]
 
 
 def make_neuro_evaluator(config: MetaBBOConfig, size: tuple[int, ...], unravel) -> Any:
@@ -277,18 +281,13 @@ def make_neuro_evaluator(config: MetaBBOConfig, size: tuple[int, ...], unravel) 
         out = rollout(algo, params, fit, key, task.mean0, task.sigma0, t)
         return out.gen_best_fitness[-1], out.best_regret[-1]
 
+    sample = lambda kk: sample_neuro_task(kk, *arch, sigma_range=config.neuro_sigma_range)
+
     @jax.jit
     def evaluate_candidates(thetas: jax.Array, key: jax.Array):
         k_task, k_run = jax.random.split(key)
-        sample = lambda kk: sample_neuro_task(kk, *arch, sigma_range=config.neuro_sigma_range)
         tasks = jax.vmap(sample)(jax.random.split(k_task, k))
-
-        def one_task(_, xs):
-            task, kr = xs
-            return None, jax.vmap(lambda th: run_one(th, task, kr))(thetas)
-
-        _, (fit, regret) = jax.lax.scan(one_task, None, (tasks, jax.random.split(k_run, k)))
-        return fit, regret
+        return _each_task(run_one, thetas, (tasks, jax.random.split(k_run, k)))
 
     return evaluate_candidates
 
