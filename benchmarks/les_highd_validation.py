@@ -22,6 +22,19 @@ variants as ``shipped``, and the decision rule (fixed before the candidate was e
 ``replace``: the candidate passes the BBOB gate above **and** its mean final training
 cross-entropy on breast cancer (5 seeds) is lower than the shipped checkpoint's. Its BBOB
 geometric mean against the shipped checkpoint is printed too, so a trade-off shows.
+
+Synthetic neuroevolution validation (``--neuro-val``; added with the round-3 candidate, whose
+MLP tasks score the final mean's held-out loss, ``--neuro-score heldout``, and declared before
+that candidate was evaluated): breast cancer saturates (every method's mean training
+cross-entropy < 3e-4, test accuracy 0.97), so it cannot tell generalisation apart. Instead,
+20 held-out synthetic classification tasks (:mod:`metalab.bbo.neuro_tasks`, keys disjoint from
+meta-training's, 10 per MLP size at 48-16-8 and 24-32-5, neither a training size nor digits'
+64-16-10), 1,000 training and 500 test examples each, N 32, T 200, sigma0 0.1 (les-neuroevolution's
+settings); fitness is the full-batch training cross-entropy and the score is the **test
+accuracy of the final mean**. OpenES (Adam 0.03, constant sigma 0.1) is run beside as a
+reference. Decision rule ``replace_val``: the candidate passes the BBOB gate **and** its mean
+test accuracy over the 20 tasks is higher than the shipped checkpoint's, one-sided paired
+Wilcoxon signed-rank p < 0.05. Digits stays the evaluation and is not run here.
 """
 
 from __future__ import annotations
@@ -135,18 +148,78 @@ def neuro_check(candidate: str, seeds: int, n: int = 32, t: int = 200) -> dict:
     return res
 
 
+VAL_ARCHS = ((48, 16, 8), (24, 32, 5))  # neither in NEURO_SIZES nor digits' 64-16-10
+VAL_TASKS = 10  # per architecture
+
+
+def neuro_validation(candidate: str, n: int = 32, t: int = 200, sigma0: float = 0.1) -> dict:
+    """Test accuracy of the final mean on held-out synthetic MLP tasks (see the docstring)."""
+    from evosax.algorithms import Open_ES
+    from scipy.stats import wilcoxon
+
+    from metalab.bbo.neuro_tasks import cross_entropy, mlp_logits, sample_neuro_task
+    from metalab.experiments.les_neuroevolution import _evolve
+
+    res: dict = {}
+    for a_i, arch in enumerate(VAL_ARCHS):
+        keys = jax.random.split(jax.random.PRNGKey(90_000 + a_i), VAL_TASKS)
+        tasks = jax.vmap(
+            lambda k, arch=arch: sample_neuro_task(k, *arch, n_examples=1000, n_test=500)
+        )(keys)
+        d = int(tasks.mean0.shape[1])
+        algos = {k: LES(n, d, weights=load_weights(w)) for k, w in variants(candidate).items()}
+        algos = {k: (a, a.default_params.replace(std_init=jnp.float32(sigma0)))
+                 for k, a in algos.items()}  # fmt: skip
+        oes = Open_ES(
+            n, jnp.zeros(d), optimizer=optax.adam(0.03),
+            std_schedule=optax.constant_schedule(sigma0),
+        )  # fmt: skip
+        algos["openes"] = (oes, oes.default_params)
+        for name, (algo, params) in algos.items():
+            t0 = time.time()
+
+            def one(task, key, algo=algo, params=params, arch=arch):
+                fit = lambda theta, _k: cross_entropy(theta, task, *arch)
+                mean, _ = _evolve(algo, params, task.mean0, fit, key, t)
+                pred = jnp.argmax(mlp_logits(mean, task.x_test, *arch), -1)
+                return jnp.mean(pred == task.y_test), cross_entropy(mean, task, *arch)
+
+            run_keys = jax.random.split(jax.random.PRNGKey(91_000 + a_i), VAL_TASKS)
+            acc, xent = jax.jit(jax.vmap(one))(tasks, run_keys)
+            r = res.setdefault(name, {"test_acc": [], "train_xent": []})
+            r["test_acc"] += np.asarray(acc).tolist()
+            r["train_xent"] += np.asarray(xent).tolist()
+            print(f"val {arch} {name}: acc {float(acc.mean()):.4f} ({time.time() - t0:.0f}s)",
+                  flush=True)  # fmt: skip
+    res["mean_test_acc"] = {k: float(np.mean(v["test_acc"])) for k, v in res.items()}
+    if "shipped" in res:
+        diff = np.array(res["highd"]["test_acc"]) - np.array(res["shipped"]["test_acc"])
+        p = float(wilcoxon(diff, alternative="greater").pvalue) if np.any(diff) else 1.0
+        res["highd_vs_shipped"] = {"mean_diff": float(diff.mean()), "wilcoxon_p": p}
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--candidate", default=str(WEIGHTS_DIR / "les_metalab_highd.npz"))
     ap.add_argument("--dims", type=int, nargs="+", default=[200, 1000])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--neuro", action="store_true")
+    ap.add_argument("--neuro-val", action="store_true", help="synthetic MLP validation tasks")
+    ap.add_argument("--skip-bbob", action="store_true", help="only the neuro checks")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    summary = summarise(bbob_gate(a.candidate, a.dims, a.seeds))
+    summary = {} if a.skip_bbob else summarise(bbob_gate(a.candidate, a.dims, a.seeds))
+    if a.neuro_val:
+        summary["neuro_val"] = val = neuro_validation(a.candidate)
+        if "highd_vs_shipped" in val and "ship" in summary:
+            better = val["mean_test_acc"]["highd"] > val["mean_test_acc"]["shipped"]
+            summary["replace_val"] = bool(
+                summary["ship"] and better and val["highd_vs_shipped"]["wilcoxon_p"] < 0.05
+            )
     if a.neuro:
         summary["breast_cancer"] = bc = neuro_check(a.candidate, 5)
-        if "shipped" in bc:
+        if "shipped" in bc and "ship" in summary:
             xent = {k: float(np.mean(bc[k]["train_xent"])) for k in ("highd", "shipped")}
             summary["replace"] = bool(summary["ship"] and xent["highd"] < xent["shipped"])
     print(json.dumps(summary, indent=1))

@@ -8,21 +8,25 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from metalab.bbo.les import LES
 from metalab.bbo.metabbo import (
     NEURO_SIZES,
     LocalExecutor,
     MetaBBOConfig,
     init_net,
+    make_neuro_evaluator,
     size_order,
     train,
 )
 from metalab.bbo.neuro_tasks import (
     check_neuro_size,
     cross_entropy,
+    heldout_cross_entropy,
     mlp_logits,
     n_mlp_params,
     sample_neuro_task,
 )
+from metalab.bbo.problems import rollout
 
 
 def test_flat_mlp_matches_a_layered_mlp():
@@ -79,6 +83,12 @@ def test_bad_sizes_and_ranges_name_the_field():
         MetaBBOConfig(neuro_sigma_range=(0.3, 0.1))
     with pytest.raises(ValueError, match="sigma_range"):
         sample_neuro_task(jax.random.PRNGKey(0), 3, 2, 2, sigma_range=(0.0, 0.1))
+    with pytest.raises(ValueError, match="n_test"):
+        sample_neuro_task(jax.random.PRNGKey(0), 3, 2, 2, n_test=-1)
+    with pytest.raises(ValueError, match="neuro_score must be one of"):
+        MetaBBOConfig(neuro_score="test")
+    with pytest.raises(ValueError, match="neuro_test_examples"):
+        MetaBBOConfig(neuro_score="heldout", neuro_test_examples=0)
 
 
 def test_neuro_table_avoids_the_digits_task():
@@ -108,3 +118,74 @@ def test_evaluator_pairs_candidates_and_training_schedules_both_kinds(tmp_path):
     _, rec = train(cfg, tmp_path / "run", progress=False)
     assert sorted(rec["history"]["size_index"]) == [0.0, 0.0, 1.0, 1.0]
     assert rec["config"]["neuro_sizes"] == [[4, 3, 2, 6, 5, 2]]
+
+
+def test_heldout_split_leaves_the_training_split_and_uses_its_statistics():
+    arch = (10, 5, 3)
+    for seed in range(6):
+        k = jax.random.PRNGKey(seed)
+        plain = sample_neuro_task(k, *arch, n_examples=200)
+        split = sample_neuro_task(k, *arch, n_examples=200, n_test=300)
+        for f in ("x", "y", "mean0", "sigma0"):  # the training task is the same
+            np.testing.assert_array_equal(getattr(plain, f), getattr(split, f))
+        assert plain.x_test.shape == (0, 10) and split.x_test.shape == (300, 10)
+        x, xt = np.asarray(split.x), np.asarray(split.x_test)
+        if np.isclose(x.min(), 0.0, atol=1e-6) and np.isclose(x.max(), 1.0, atol=1e-6):
+            # min-max scaled with the training split's range: the test split may leave [0, 1]
+            assert xt.min() < 0.0 or xt.max() > 1.0
+        else:  # standardised with the training mean: the test mean is near 0, not exactly 0
+            assert 0 < np.abs(xt.mean(0)).max() < 0.5
+        # the held-out loss is the training loss's formula on the other split
+        swapped = split._replace(x_test=split.x, y_test=split.y)
+        assert float(heldout_cross_entropy(split.mean0, swapped, *arch)) == pytest.approx(
+            float(cross_entropy(split.mean0, split, *arch)), rel=1e-6
+        )
+
+
+def test_rollout_final_solution_is_the_mean_of_an_explicit_loop():
+    algo = LES(8, 6)
+    params = algo.default_params.replace(std_init=jnp.float32(0.3))
+    mean0 = jnp.linspace(-1.0, 1.0, 6)
+
+    def fit(x, _):
+        f = jnp.sum(x**2, axis=1)
+        return f, f
+
+    key = jax.random.PRNGKey(4)
+    out = rollout(algo, params, fit, key, mean0, jnp.float32(0.3), 5)
+    k_init, k_loop = jax.random.split(key)
+    state = algo.init(k_init, mean0, params)
+    for k in jax.random.split(k_loop, 5):
+        k_ask, k_eval, k_tell = jax.random.split(k, 3)
+        x, state = algo.ask(k_ask, state, params)
+        state, _ = algo.tell(k_tell, x, fit(x, k_eval)[0], state, params)
+    np.testing.assert_allclose(out.final_solution, algo.get_mean(state), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out.final_solution, mean0)
+
+
+def test_heldout_score_is_the_final_means_test_loss_and_differs_from_best():
+    size = (4, 3, 2, 6, 8, 2)
+    base = dict(train_fns=("sphere",), sizes=((2, 3, 4, 3, 1),), neuro_sizes=(size,))
+    best_cfg = MetaBBOConfig(**base)
+    held_cfg = MetaBBOConfig(**base, neuro_score="heldout", neuro_test_examples=64)
+    theta0, unravel = ravel_pytree(init_net(best_cfg))
+    thetas = jnp.stack([theta0, theta0 + 0.02])
+    key = jax.random.PRNGKey(5)
+    f_best, _ = make_neuro_evaluator(best_cfg, size, unravel)(thetas, key)
+    f_held, r_held = make_neuro_evaluator(held_cfg, size, unravel)(thetas, key)
+    np.testing.assert_array_equal(f_held, r_held)
+    # one task by hand: the same task keys and run keys as the evaluator
+    k_task, k_run = jax.random.split(key)
+    task = sample_neuro_task(jax.random.split(k_task, 2)[0], 4, 3, 2, n_test=64)
+    algo = LES(6, n_mlp_params(4, 3, 2), weights=unravel(theta0))
+    params = algo.default_params.replace(std_init=task.sigma0)
+
+    def fit(x, _):
+        f = jax.vmap(lambda w: cross_entropy(w, task, 4, 3, 2))(x)
+        return f, f
+
+    out = rollout(algo, params, fit, jax.random.split(k_run, 2)[0], task.mean0, task.sigma0, 8)
+    ref = heldout_cross_entropy(out.final_solution, task, 4, 3, 2)
+    assert float(f_held[0, 0]) == pytest.approx(float(ref), rel=1e-5)
+    assert float(f_best[0, 0]) == pytest.approx(float(out.gen_best_fitness[-1]), rel=1e-5)
+    assert not np.allclose(f_held, f_best)

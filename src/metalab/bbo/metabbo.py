@@ -62,6 +62,7 @@ from metalab.bbo.lga import LGA, LGAParams, init_lga_net
 from metalab.bbo.neuro_tasks import (
     check_neuro_size,
     cross_entropy,
+    heldout_cross_entropy,
     n_mlp_params,
     sample_neuro_task,
 )
@@ -128,6 +129,7 @@ _TABLE_DEFAULTS = {
     "highd-neuro": (HIGHD_TRAIN_FNS, HIGHD_EXCLUDE_DIMS),
 }
 INITS = ("random", "evosax", "metalab")
+NEURO_SCORES = ("best", "heldout")
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,11 @@ class MetaBBOConfig:
     # sigma0 is log-uniform in neuro_sigma_range (metalab.bbo.neuro_tasks)
     neuro_sizes: tuple[tuple[int, int, int, int, int, int], ...] = ()
     neuro_sigma_range: tuple[float, float] = (0.03, 0.3)
+    # what an MLP task scores: "best" (the final generation's best training cross-entropy,
+    # as on BBOB) or "heldout" (the final mean's cross-entropy on neuro_test_examples
+    # held-out examples of the same task: generalisation, what neuroevolution is judged by)
+    neuro_score: str = "best"
+    neuro_test_examples: int = 256
     init_range: float = 2.0
     noise_models: tuple[str, ...] = ("noiseless", "gaussian", "additive")
     meta_population: int = 16
@@ -182,6 +189,13 @@ class MetaBBOConfig:
         if not 0 < self.neuro_sigma_range[0] <= self.neuro_sigma_range[1]:
             raise ValueError(
                 f"neuro_sigma_range must satisfy 0 < lo <= hi, got {self.neuro_sigma_range}"
+            )
+        if self.neuro_score not in NEURO_SCORES:
+            raise ValueError(f"neuro_score must be one of {NEURO_SCORES}, got {self.neuro_score!r}")
+        if self.neuro_score == "heldout" and self.neuro_test_examples < 1:
+            raise ValueError(
+                "neuro_test_examples must be >= 1 with neuro_score='heldout', "
+                f"got {self.neuro_test_examples}"
             )
         check_fn_names(self.train_fns)
 
@@ -264,12 +278,15 @@ def _each_task(run_one, thetas: jax.Array, xs: tuple) -> tuple[jax.Array, jax.Ar
 def make_neuro_evaluator(config: MetaBBOConfig, size: tuple[int, ...], unravel) -> Any:
     """As :func:`make_size_evaluator` for an MLP size ``(d_in, hidden, classes, N, T, K)``.
 
-    The score is the final generation's best training cross-entropy; the "regret" returned
-    beside it is the lowest cross-entropy evaluated (no optimum is known).
+    ``neuro_score="best"``: the score is the final generation's best training cross-entropy
+    and the "regret" returned beside it is the lowest cross-entropy evaluated (no optimum is
+    known). ``neuro_score="heldout"``: both are the cross-entropy of the run's final solution
+    (LES's mean) on the task's held-out split.
     """
     d_in, hidden, classes, n, t, k = size
     arch = (d_in, hidden, classes)
     algo, make_params = make_inner_optimiser(config.optimiser, n, n_mlp_params(*arch))
+    heldout = config.neuro_score == "heldout"
 
     def run_one(theta, task, key):
         params = make_params(unravel(theta), task.sigma0)
@@ -279,9 +296,15 @@ def make_neuro_evaluator(config: MetaBBOConfig, size: tuple[int, ...], unravel) 
             return f, f
 
         out = rollout(algo, params, fit, key, task.mean0, task.sigma0, t)
+        if heldout:
+            f = heldout_cross_entropy(out.final_solution, task, *arch)
+            return f, f
         return out.gen_best_fitness[-1], out.best_regret[-1]
 
-    sample = lambda kk: sample_neuro_task(kk, *arch, sigma_range=config.neuro_sigma_range)
+    n_test = config.neuro_test_examples if heldout else 0
+    sample = lambda kk: sample_neuro_task(
+        kk, *arch, sigma_range=config.neuro_sigma_range, n_test=n_test
+    )
 
     @jax.jit
     def evaluate_candidates(thetas: jax.Array, key: jax.Array):
@@ -306,6 +329,8 @@ def _task_key(config: MetaBBOConfig) -> tuple:
         config.init_range,
         config.noise_models,
         config.neuro_sigma_range,
+        config.neuro_score,
+        config.neuro_test_examples,
     )
 
 
@@ -650,6 +675,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--sigma-range", type=float, nargs=2, default=d.sigma_range)
     ap.add_argument(
+        "--neuro-score",
+        choices=NEURO_SCORES,
+        default=d.neuro_score,
+        help="what an MLP task scores: best training loss, or the final mean's held-out loss",
+    )
+    ap.add_argument(
         "--train-fns",
         type=lambda v: tuple(x for x in v.split(",") if x),
         default=None,
@@ -681,6 +712,7 @@ def main(argv: list[str] | None = None) -> None:
         train_fns=default_fns if a.train_fns is None else a.train_fns,
         exclude_dims=default_excluded if a.exclude_dims is None else a.exclude_dims,
         sigma_range=tuple(a.sigma_range),
+        neuro_score=a.neuro_score,
         meta_generations=a.meta_generations,
         meta_population=a.meta_population,
         meta_lr=a.meta_lr,

@@ -179,6 +179,9 @@ class Rollout(NamedTuple):
 
     gen_best_fitness: jax.Array  # (T,) lowest fitness in each generation
     best_regret: jax.Array  # (T,) lowest noiseless regret evaluated so far
+    # (D,) where the run ended: the mean of a distribution-based optimiser, the best member
+    # so far of a population-based one (set by :func:`rollout` only)
+    final_solution: jax.Array | None = None
 
 
 def rollout(
@@ -200,7 +203,7 @@ def rollout(
       mean0, sigma0: initial centre; population-based methods start from
         ``mean0 + sigma0 * eps`` (evaluated once before the loop).
     Returns:
-      :class:`Rollout` with ``(T,)`` traces.
+      :class:`Rollout` with ``(T,)`` traces and the final solution.
     """
     k_init, k_loop = jax.random.split(key)
     n = algo.population_size
@@ -224,8 +227,11 @@ def rollout(
         best = jnp.minimum(best, _finite_min(r))
         return (state, best), (jnp.min(f), best)
 
-    _, (gen_best, best) = jax.lax.scan(step, (state, best0), jax.random.split(k_loop, generations))
-    return Rollout(gen_best, best)
+    (state, _), (gen_best, best) = jax.lax.scan(
+        step, (state, best0), jax.random.split(k_loop, generations)
+    )
+    final = state.best_solution if is_population_based(algo) else state.mean
+    return Rollout(gen_best, best, final)
 
 
 def lockstep_rollouts(
