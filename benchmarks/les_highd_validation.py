@@ -34,7 +34,8 @@ settings); fitness is the full-batch training cross-entropy and the score is the
 accuracy of the final mean**. OpenES (Adam 0.03, constant sigma 0.1) is run beside as a
 reference. Decision rule ``replace_val``: the candidate passes the BBOB gate **and** its mean
 test accuracy over the 20 tasks is higher than the shipped checkpoint's, one-sided paired
-Wilcoxon signed-rank p < 0.05. Digits stays the evaluation and is not run here.
+Wilcoxon signed-rank p < 0.05. Digits stays the evaluation and is not run here. The same rule
+gates every later candidate (round 4: MLP tasks of 1,000 training examples, ``--neuro-examples``).
 """
 
 from __future__ import annotations

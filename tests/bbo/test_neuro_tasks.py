@@ -87,6 +87,8 @@ def test_bad_sizes_and_ranges_name_the_field():
         sample_neuro_task(jax.random.PRNGKey(0), 3, 2, 2, n_test=-1)
     with pytest.raises(ValueError, match="neuro_score must be one of"):
         MetaBBOConfig(neuro_score="test")
+    with pytest.raises(ValueError, match="neuro_examples must be >= 2"):
+        MetaBBOConfig(neuro_examples=1)
     with pytest.raises(ValueError, match="neuro_test_examples"):
         MetaBBOConfig(neuro_score="heldout", neuro_test_examples=0)
 

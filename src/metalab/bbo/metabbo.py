@@ -154,6 +154,9 @@ class MetaBBOConfig:
     # held-out examples of the same task: generalisation, what neuroevolution is judged by)
     neuro_score: str = "best"
     neuro_test_examples: int = 256
+    # training examples per MLP task (the loss's data set; more examples keep the loss away
+    # from zero for longer, as on a real data set of ~1,000 examples)
+    neuro_examples: int = 256
     init_range: float = 2.0
     noise_models: tuple[str, ...] = ("noiseless", "gaussian", "additive")
     meta_population: int = 16
@@ -192,6 +195,8 @@ class MetaBBOConfig:
             )
         if self.neuro_score not in NEURO_SCORES:
             raise ValueError(f"neuro_score must be one of {NEURO_SCORES}, got {self.neuro_score!r}")
+        if self.neuro_examples < 2:
+            raise ValueError(f"neuro_examples must be >= 2, got {self.neuro_examples}")
         if self.neuro_score == "heldout" and self.neuro_test_examples < 1:
             raise ValueError(
                 "neuro_test_examples must be >= 1 with neuro_score='heldout', "
@@ -303,7 +308,11 @@ def make_neuro_evaluator(config: MetaBBOConfig, size: tuple[int, ...], unravel) 
 
     n_test = config.neuro_test_examples if heldout else 0
     sample = lambda kk: sample_neuro_task(
-        kk, *arch, sigma_range=config.neuro_sigma_range, n_test=n_test
+        kk,
+        *arch,
+        n_examples=config.neuro_examples,
+        sigma_range=config.neuro_sigma_range,
+        n_test=n_test,
     )
 
     @jax.jit
@@ -331,6 +340,7 @@ def _task_key(config: MetaBBOConfig) -> tuple:
         config.neuro_sigma_range,
         config.neuro_score,
         config.neuro_test_examples,
+        config.neuro_examples,
     )
 
 
@@ -680,6 +690,7 @@ def main(argv: list[str] | None = None) -> None:
         default=d.neuro_score,
         help="what an MLP task scores: best training loss, or the final mean's held-out loss",
     )
+    ap.add_argument("--neuro-examples", type=int, default=d.neuro_examples)
     ap.add_argument(
         "--train-fns",
         type=lambda v: tuple(x for x in v.split(",") if x),
@@ -713,6 +724,7 @@ def main(argv: list[str] | None = None) -> None:
         exclude_dims=default_excluded if a.exclude_dims is None else a.exclude_dims,
         sigma_range=tuple(a.sigma_range),
         neuro_score=a.neuro_score,
+        neuro_examples=a.neuro_examples,
         meta_generations=a.meta_generations,
         meta_population=a.meta_population,
         meta_lr=a.meta_lr,
