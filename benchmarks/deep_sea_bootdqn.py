@@ -86,7 +86,8 @@ class OursRunner:
         init = lambda k: boot_dqn.init(k, config, size * size, 2)
         if seeds > 1:
             self.agent = jax.vmap(init)(keys)
-            fn = jax.vmap(lambda a, k, s: run(a, k, s), in_axes=(0, 0, None))
+            axis = config.seed_axis  # named: the sparse step's row width is shared (pmax)
+            fn = jax.vmap(lambda a, k, s: run(a, k, s), in_axes=(0, 0, None), axis_name=axis)
         else:
             self.agent = init(keys[0])
             fn = run
@@ -142,9 +143,10 @@ def main() -> None:
         ("tdu fast x1", tdu_cfg, 1),
     ]
     if args.vmap_seeds > 1:
-        # under vmap the row-width switch would run every width: compile one width
-        one_width = fast._replace(row_bucket=fast.batch_size)
-        contenders.append((f"boot_dqn fast x{args.vmap_seeds} vmapped", one_width, args.vmap_seeds))
+        # under vmap the row-width switch would run every width: name the seed axis, so that
+        # one width (the widest any seed needs) runs for all seeds
+        shared = fast._replace(seed_axis="seeds")
+        contenders.append((f"boot_dqn fast x{args.vmap_seeds} vmapped", shared, args.vmap_seeds))
     ours = {}
     for name, c, s in contenders:
         ours[name] = OursRunner(n, c, args.chunk, s)

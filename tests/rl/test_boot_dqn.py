@@ -116,9 +116,9 @@ def test_prior_table_is_a_fixed_network():
     # a member's prior outputs differ across members (independent random priors)
     assert float(jnp.abs(st.prior_table[0] - st.prior_table[1]).max()) > 1e-3
     # gradients never reach the prior: the loss gradient has only the trainable tree
-    g = jax.grad(
-        lambda p: boot_dqn.loss_fn(p, st.target_params, st.prior_table, _batch(cfg), cfg)[0]
-    )(st.params)
+    g = jax.grad(lambda p: boot_dqn.loss_fn(p, st.params, st.prior_table, _batch(cfg), cfg)[0])(
+        st.params
+    )
     assert jax.tree.structure(g) == jax.tree.structure(st.params)
 
 
@@ -128,7 +128,7 @@ def test_member_gradients_are_independent():
     b = _batch(cfg)
 
     def loss_of_member(p, k):
-        return jnp.mean(boot_dqn.td_errors(p, st.target_params, st.prior_table, b, cfg)[k] ** 2)
+        return jnp.mean(boot_dqn.td_errors(p, st.params, st.prior_table, b, cfg)[k] ** 2)
 
     g0 = jax.grad(loss_of_member)(st.params, 0)
     for name, g in g0.items():
@@ -148,18 +148,34 @@ def test_learn_schedule_matches_bsuite_rule():
         assert bool(lj) == learn and int(sj) == sgd, s
 
 
-def test_update_counts_and_target_copy():
-    cfg = _small_config(min_replay_size=2, target_update_period=2)
+@pytest.mark.parametrize("table", [False, True])
+def test_update_counts_and_target_copy(table):
+    """Target parameters (or, with a target table, the table of their values) are copied at
+    SGD-step counts divisible by target_update_period and kept in between."""
+    cfg = _small_config(min_replay_size=2, target_update_period=2, target_table=table)
     st = boot_dqn.init(jax.random.PRNGKey(0), cfg, 9, 2)
+    assert (st.target_table is not None) == table and (st.target_params is None) == table
     upd = jax.jit(lambda k, s: boot_dqn.update(k, s, 1, 0, 0.5, 1.0, 4, cfg))
+
+    def target_of(s):  # the target network's values at every input
+        if table:
+            return s.target_table
+        return boot_dqn.target_q_table(s.target_params, s.prior_table, cfg.prior_scale)
+
+    def values_of(p, s):
+        return boot_dqn.target_q_table(p, s.prior_table, cfg.prior_scale)
+
     st1, _ = upd(jax.random.PRNGKey(1), st)  # size 1: no learning; sgd 0 -> target = params
     assert int(st1.sgd_steps) == 0
     st2, _ = upd(jax.random.PRNGKey(2), st1)  # learns; sgd 1 -> target kept
     assert int(st2.sgd_steps) == 1
     assert float(jnp.abs(st2.params["w1"] - st1.params["w1"]).max()) > 0
-    np.testing.assert_array_equal(st2.target_params["w1"], st1.params["w1"])
+    np.testing.assert_allclose(target_of(st2), values_of(st1.params, st1), rtol=1e-6, atol=1e-6)
     st3, _ = upd(jax.random.PRNGKey(3), st2)  # sgd 2 -> copy
-    np.testing.assert_array_equal(st3.target_params["w1"], st3.params["w1"])
+    np.testing.assert_allclose(target_of(st3), values_of(st3.params, st3), rtol=1e-6, atol=1e-6)
+    if not table:
+        np.testing.assert_array_equal(st2.target_params["w1"], st1.params["w1"])
+        np.testing.assert_array_equal(st3.target_params["w1"], st3.params["w1"])
 
 
 def test_bad_config():
@@ -270,14 +286,16 @@ def test_sparse_update_equals_dense_adam_when_every_row_is_touched():
         dense = dense._replace(params=p, opt_state=o)
         p, o, _ = boot_dqn._sgd(sparse, b, sp_cfg)
         sparse = sparse._replace(params=p, opt_state=o)
+    assert sparse.params["w0"].shape == (n, 3, 4)  # cell-major [C, K, H]
+    sparse_params = boot_dqn.member_major(sparse.params, sp_cfg)
     for k in dense.params:
-        np.testing.assert_allclose(sparse.params[k], dense.params[k], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(sparse_params[k], dense.params[k], rtol=1e-4, atol=1e-6)
     # a minibatch on cell 0 only leaves rows 1, 2 (and their moments) unchanged
     b = _rand_batch(jax.random.PRNGKey(3), n, 6, 3)._replace(cell_tm1=jnp.zeros(6, jnp.int32))
     p, o, _ = boot_dqn._sgd(sparse, b, sp_cfg)
-    np.testing.assert_array_equal(p["w0"][:, 1:], sparse.params["w0"][:, 1:])
+    np.testing.assert_array_equal(p["w0"][1:], sparse.params["w0"][1:])
     np.testing.assert_array_equal(o[1].mu[:, 1:], sparse.opt_state[1].mu[:, 1:])
-    assert float(jnp.abs(p["w0"][:, 0] - sparse.params["w0"][:, 0]).max()) > 0
+    assert float(jnp.abs(p["w0"][0] - sparse.params["w0"][0]).max()) > 0
 
 
 def test_sparse_agent_learns_and_mapping_is_traced():
@@ -346,3 +364,64 @@ def test_reachable_cells_and_partial_target_table():
     full = boot_dqn.target_q_table(st.params, st.prior_table, cfg.prior_scale)
     part = boot_dqn.target_q_table(st.params, st.prior_table, cfg.prior_scale, reach)
     np.testing.assert_allclose(part[:, reach], full[:, reach], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("maxval", [1, 2, 3, 7, 128, 129, 9_999, 10_000, 2**31 - 1])
+def test_sample_indices_equal_randint(maxval):
+    """The minibatch indices (unrolled Threefry) are jax.random.randint's, bit for bit."""
+    sample = jax.jit(boot_dqn._sample_indices, static_argnums=2)
+    for seed in range(3):
+        k = jax.random.PRNGKey(seed)
+        np.testing.assert_array_equal(
+            sample(k, jnp.int32(maxval), 128), jax.random.randint(k, (128,), 0, maxval)
+        )
+    typed = jax.random.key(0)  # other key types go through jax.random.randint itself
+    np.testing.assert_array_equal(
+        boot_dqn._sample_indices(typed, maxval, 5), jax.random.randint(typed, (5,), 0, maxval)
+    )
+
+
+def test_cell_major_first_layer_table_and_acting():
+    """With sparse_first_layer, w0 is stored cell-major [C, K, H]: the target table and the
+    acting member's values equal those of the member-major (dense) layout."""
+    n, size = 36, 6
+    dense_cfg = _small_config(hidden=(6, 5))
+    sparse_cfg = dense_cfg._replace(sparse_first_layer=True)
+    dense = boot_dqn.init(jax.random.PRNGKey(0), dense_cfg, n, 2)
+    sparse = boot_dqn.init(jax.random.PRNGKey(0), sparse_cfg, n, 2)
+    assert sparse.params["w0"].shape == (n, 3, 6)
+    for k in dense.params:
+        np.testing.assert_array_equal(
+            boot_dqn.member_major(sparse.params, sparse_cfg)[k], dense.params[k]
+        )
+    for cells in (None, deep_sea.reachable_cells(size)):
+        t_dense = boot_dqn.target_q_table(dense.params, dense.prior_table, 2.0, cells)
+        t_sparse = boot_dqn.target_q_table(sparse.params, sparse.prior_table, 2.0, cells, True)
+        np.testing.assert_allclose(t_sparse, t_dense, rtol=1e-6, atol=1e-6)
+    for head in range(3):
+        for cell in (0, 7, 35, 36):  # 36: the null input
+            k = jax.random.PRNGKey(cell)
+            a_d = boot_dqn.act(k, dense._replace(head=jnp.int32(head)), cell, dense_cfg)
+            a_s = boot_dqn.act(k, sparse._replace(head=jnp.int32(head)), cell, sparse_cfg)
+            assert int(a_d) == int(a_s)
+
+
+def test_seed_axis_shares_one_row_width_under_vmap():
+    """With seed_axis named in vmap, the sparse step runs one width for all seeds (the widest
+    needed) and gives each seed's own single-seed step."""
+    n = 12
+    cfg = boot_dqn.BootDQNConfig(
+        num_ensemble=3, hidden=(6, 5), batch_size=10, sparse_first_layer=True, row_bucket=2
+    )
+    cells = jnp.array([[0, 1, 2, 2, 1, 0, 0, 1, 2, 0], list(range(10)), [5] * 10])
+    keys = jax.random.split(jax.random.PRNGKey(7), 3)
+    batches = jax.vmap(lambda k, c: _rand_batch(k, n, 10, 3)._replace(cell_tm1=c))(keys, cells)
+    states = jax.vmap(lambda k: boot_dqn.init(k, cfg, n, 2))(jax.random.split(keys[0], 3))
+    shared = cfg._replace(seed_axis="seeds")
+    step = jax.vmap(lambda s, b: boot_dqn._sgd(s, b, shared), axis_name="seeds")
+    out = jax.jit(step)(states, batches)
+    for i in range(3):
+        one = jax.tree.map(lambda x, i=i: x[i], (states, batches))
+        ref = jax.jit(lambda s, b: boot_dqn._sgd(s, b, cfg))(*one)
+        for x, y in zip(jax.tree.leaves(out), jax.tree.leaves(ref), strict=True):
+            np.testing.assert_allclose(x[i], y, rtol=1e-5, atol=1e-7)

@@ -63,9 +63,10 @@ class BootDQNConfig(NamedTuple):
     epsilon: float = 0.0
     num_explorers: int = 0
     beta: float = 0.0
-    sparse_first_layer: bool = False
+    sparse_first_layer: bool = False  # lazy-Adam rows; params["w0"] is then cell-major
     target_table: bool | None = None
     row_bucket: int = 8  # sparse step compiled for multiples of this many distinct cells
+    seed_axis: str | None = None  # vmap axis name over seeds: one row width for all (pmax)
 
     def validate(self) -> BootDQNConfig:
         """Raise a ValueError naming the first bad field; return self."""
@@ -139,14 +140,64 @@ def _draw_noise(key: jax.Array, config: BootDQNConfig) -> jax.Array:
     return jax.random.normal(key, (_noise_width(config),))
 
 
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))  # Threefry-2x32's rotation schedule
+
+
+def _threefry2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array):
+    """Threefry-2x32 (20 rounds) of counters ``(x0, x1)`` under key ``(k0, k1)``, unrolled.
+
+    The same hash as JAX's ``threefry2x32`` primitive, whose CPU lowering is a rolled loop (5
+    iterations of 4 rounds): for the 128 minibatch indices XLA-CPU ran the two loops of
+    ``jax.random.randint`` as while loops of small kernels, ~25 us per environment step at
+    bsuite's agent (~2% of the step). Written out, the 20 rounds are one elementwise fusion.
+    """
+    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = ((x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r))) ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0, x1
+
+
+def _sample_indices(key: jax.Array, maxval: jax.Array, num: int) -> jax.Array:
+    """``jax.random.randint(key, (num,), 0, maxval)`` (int32, ``maxval >= 1``), bit for bit.
+
+    For raw threefry keys with ``jax_threefry_partitionable`` (JAX's default) this replays
+    ``randint``'s recipe (two 32-bit draws from a split key, combined modulo the span) with
+    the unrolled hash of :func:`_threefry2x32`; any other key type or setting calls
+    ``jax.random.randint`` itself. Tested equal to it.
+    """
+    raw = not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    threefry = jax.config.jax_default_prng_impl == "threefry2x32"
+    if not (raw and threefry and jax.config.jax_threefry_partitionable):
+        return jax.random.randint(key, (num,), 0, maxval)
+    lo = jnp.arange(num, dtype=jnp.uint32)  # 64-bit counters 0..num-1 as (hi, lo) words
+    hi = jnp.zeros_like(lo)
+
+    def bits(k):
+        b0, b1 = _threefry2x32(k[0], k[1], hi, lo)
+        return b0 ^ b1
+
+    k_hi, k_lo = jax.random.split(key)
+    span = jnp.asarray(maxval, jnp.int32).astype(jnp.uint32)
+    mult = jnp.uint32(2**16) % span
+    mult = (mult * mult) % span  # 2^32 mod span
+    offset = ((bits(k_hi) % span) * mult + bits(k_lo) % span) % span
+    return offset.astype(jnp.int32)
+
+
 class RowAdamState(NamedTuple):
-    """Adam moments of the first-layer table ``w0 [K, C, H]`` for the sparse (lazy) update.
+    """Adam moments of the first-layer table for the sparse (lazy) update.
 
     ``moments [C, 2, K, H]`` holds both moments cell-major: the rows of a minibatch's cells are
     then one gather and one scatter of contiguous ``2 x K x H`` blocks (member-major took one
     strided ``H``-slice per member and cell: a scan of the lazy update alone at bsuite's shapes
-    ran 0.70 ms per step member-major, 0.40 ms with this layout). ``mu`` and ``nu`` give them
-    in ``w0``'s ``[K, C, H]`` layout.
+    ran 0.70 ms per step member-major, 0.40 ms with this layout). The table itself is
+    cell-major too (``params["w0"] [C, K, H]`` with ``sparse_first_layer``, see
+    :func:`member_major`). ``mu`` and ``nu`` give the moments member-major, ``[K, C, H]``.
     """
 
     moments: jax.Array
@@ -162,10 +213,21 @@ class RowAdamState(NamedTuple):
 
 
 class BootDQNState(NamedTuple):
-    """Agent state: online/target parameters ``[K, ...]``, Adam state, prior table, replay."""
+    """Agent state: online/target parameters ``[K, ...]``, Adam state, prior table, replay.
+
+    With ``sparse_first_layer`` the first-layer table ``params["w0"]`` is stored cell-major,
+    ``[C, K, H]`` instead of ``[K, C, H]``: the lazy update reads and writes a minibatch's rows
+    as contiguous ``K x H`` blocks (the member-major scatter, ``K`` strided ``H``-slices per
+    cell, took ~50 us per step at bsuite's agent, the cell-major one ~20 us).
+    :func:`member_major` gives the usual layout (for :func:`loss_fn`, :func:`ensemble_q`, ...).
+
+    With a target table (:meth:`BootDQNConfig.uses_target_table`) the target network is only
+    ever read through the table, so ``target_params`` is ``None`` (no parameter copy at each
+    target update: ~14 us per step at bsuite's agent) and ``target_table`` holds its values.
+    """
 
     params: Any
-    target_params: Any
+    target_params: Any  # None when target_table is used
     opt_state: Any
     prior_table: jax.Array  # [K, num_cells + 1, A], prior outputs (unscaled)
     replay: replay.ReplayState
@@ -190,7 +252,7 @@ def _rest(params: Any) -> Any:
 def _init_opt(params: Any, config: BootDQNConfig) -> Any:
     if not config.sparse_first_layer:
         return _optimizer(config).init(params)
-    k, c, h = params["w0"].shape
+    c, k, h = params["w0"].shape  # cell-major
     rows = RowAdamState(jnp.zeros((c, 2, k, h), params["w0"].dtype), jnp.zeros((), jnp.int32))
     return (_optimizer(config).init(_rest(params)), rows)
 
@@ -206,6 +268,8 @@ def init(key: jax.Array, config: BootDQNConfig, num_cells: int, num_actions: int
         k_prior, config.num_ensemble, num_cells, config.hidden, num_actions
     )
     prior_table = jax.vmap(lambda p: ensemble_nets.output_table(p, num_cells))(priors)
+    if config.sparse_first_layer:  # cell-major first layer (see BootDQNState)
+        params = {**params, "w0": jnp.swapaxes(params["w0"], 0, 1)}
     example = Transition(
         jnp.int32(0),
         jnp.int32(0),
@@ -215,11 +279,15 @@ def init(key: jax.Array, config: BootDQNConfig, num_cells: int, num_actions: int
         jnp.zeros((_mask_width(config),), jnp.float32),
         jnp.zeros((_noise_width(config),), jnp.float32),
     )
-    table = target_q_table(params, prior_table, config.prior_scale)
+    use_table, sparse = config.uses_target_table(num_cells), config.sparse_first_layer
     return BootDQNState(
-        target_table=table if config.uses_target_table(num_cells) else None,
+        target_table=(
+            target_q_table(params, prior_table, config.prior_scale, None, sparse)
+            if use_table
+            else None
+        ),
         params=params,
-        target_params=params,
+        target_params=None if use_table else params,
         opt_state=_init_opt(params, config),
         prior_table=prior_table,
         replay=replay.init(example, config.replay_capacity),
@@ -227,6 +295,14 @@ def init(key: jax.Array, config: BootDQNConfig, num_cells: int, num_actions: int
         sgd_steps=jnp.zeros((), jnp.int32),
         head=jnp.zeros((), jnp.int32),
     )
+
+
+def member_major(params: Any, config: BootDQNConfig) -> Any:
+    """``params`` with the first-layer table member-major, ``[K, C, H]`` (the layout of the
+    dense agent and of :mod:`metalab.rl.ensemble_nets`), whatever ``config``'s layout."""
+    if not config.sparse_first_layer:
+        return params
+    return {**params, "w0": jnp.swapaxes(params["w0"], 0, 1)}
 
 
 def member_q(params: Any, prior_table: jax.Array, prior_scale: float, cell: jax.Array):
@@ -257,16 +333,38 @@ def ensemble_q(
 
 
 def target_q_table(
-    params: Any, prior_table: jax.Array, prior_scale: float, cells: np.ndarray | None = None
+    params: Any,
+    prior_table: jax.Array,
+    prior_scale: float,
+    cells: np.ndarray | None = None,
+    cell_major: bool = False,
 ) -> jax.Array:
     """``[K, n + 1, A]``: every member's ``Q_k`` at every input (the null input included).
 
     ``cells`` (optional, static): only the inputs that can ever be queried (e.g. Deep Sea's
     reachable cells, :func:`metalab.rl.envs.deep_sea.reachable_cells`); other rows hold only
-    the prior term.
+    the prior term. ``cell_major``: ``params["w0"]`` is ``[C, K, H]`` (``sparse_first_layer``);
+    its rows at ``cells`` are gathered as contiguous blocks, then the layers run as in
+    :func:`metalab.rl.ensemble_nets.full_table`.
     """
-    net = jax.vmap(lambda p: ensemble_nets.full_table(p, cells))(params)
-    return net + prior_scale * prior_table
+    if not cell_major:
+        net = jax.vmap(lambda p: ensemble_nets.full_table(p, cells))(params)
+        return net + prior_scale * prior_table
+    w0 = params["w0"]
+    c, k, hid = w0.shape
+    rows = np.arange(c + 1) if cells is None else np.asarray(cells)
+    # the rows gathered straight into [K, R, H] from the [C K, H] view (static flat indices
+    # cell * K + k; the null input, cell C, is out of range and reads zeros). Gathering
+    # [R, K, H] and transposing ran ~2x slower (XLA fused them into one strided loop).
+    flat = np.where(rows[None] < c, rows[None] * k + np.arange(k)[:, None], c * k)
+    h = w0.reshape(c * k, hid).at[flat].get(mode="fill", fill_value=0.0)
+    h = h + params["b0"][:, None]
+    for i in range(1, ensemble_nets.num_layers(params)):
+        h = jax.nn.relu(h)
+        h = jnp.einsum("krh,khj->krj", h, params[f"w{i}"]) + params[f"b{i}"][:, None]
+    if cells is not None:
+        h = jnp.zeros((k, c + 1, h.shape[-1]), h.dtype).at[:, rows].set(h)
+    return h + prior_scale * prior_table
 
 
 def begin_episode(key: jax.Array, state: BootDQNState, config: BootDQNConfig) -> BootDQNState:
@@ -277,7 +375,14 @@ def begin_episode(key: jax.Array, state: BootDQNState, config: BootDQNConfig) ->
 def act(key: jax.Array, state: BootDQNState, cell: jax.Array, config: BootDQNConfig):
     """Greedy action of the acting member (ties broken uniformly), epsilon-greedy dithered."""
     k_eps, k_rand, k_tie = jax.random.split(key, 3)
-    q = ensemble_nets.apply_member(state.params, state.head, cell)
+    if config.sparse_first_layer:  # cell-major first layer: the row is w0[cell, head]
+        p, k = state.params, state.head
+        h = p["w0"].at[cell, k].get(mode="fill", fill_value=0.0) + p["b0"][k]
+        for i in range(1, ensemble_nets.num_layers(p)):
+            h = jax.nn.relu(h) @ p[f"w{i}"][k] + p[f"b{i}"][k]
+        q = h
+    else:
+        q = ensemble_nets.apply_member(state.params, state.head, cell)
     q = q + config.prior_scale * state.prior_table[state.head, cell]
     best = q == q.max()
     greedy = jax.random.categorical(k_tie, jnp.where(best, 0.0, -jnp.inf))
@@ -383,8 +488,10 @@ _NARROW = 8
 
 
 def _wgrad(a: jax.Array, dh: jax.Array) -> jax.Array:
-    if dh.shape[-1] <= _NARROW:
-        return jnp.sum(a[..., None] * dh[:, :, None], axis=1)
+    if dh.shape[-1] <= _NARROW:  # one multiply + reduce per output (XLA made one
+        # reduce-window of the [K, B, H, J] product: 59 vs 34 us standalone at J = 2)
+        cols = [jnp.sum(a * dh[..., j : j + 1], axis=1) for j in range(dh.shape[-1])]
+        return jnp.stack(cols, axis=-1)
     return jnp.einsum("kbh,kbj->khj", a, dh)
 
 
@@ -470,7 +577,8 @@ def _sgd_sparse(state: BootDQNState, batch: Transition, config: BootDQNConfig, b
 
     The cells ``c_b`` of a minibatch are shared by all members, so the rows ``U = unique(c)``
     (at most ``B``, padded with an out-of-range index that gathers zeros and is dropped on
-    write) are gathered once into ``[K, W, H]`` (``W >= U``, below); the loss is differentiated
+    write) are gathered once from the cell-major table into ``[W, K, H]`` (``W >= U``, below;
+    fed to :func:`fused_grads` as ``[K, W, H]``); the loss is differentiated
     with respect to that sub-table (duplicates' gradients sum, as in the dense gradient), and
     Adam updates those rows' moments and parameters only (lazy Adam, as TF's ``LazyAdam``: rows
     outside the minibatch keep their moments and do not move; bias correction uses the global
@@ -484,17 +592,21 @@ def _sgd_sparse(state: BootDQNState, batch: Transition, config: BootDQNConfig, b
     that holds ``U`` (at bsuite's settings on Deep Sea 20, ``U`` is 40-95 of 128). The result
     does not depend on the width (padding rows carry no gradient and are dropped on write).
     Under ``vmap`` with a batched minibatch, ``lax.switch`` becomes a select that runs every
-    width: set ``row_bucket = batch_size`` there (one width).
+    width: set ``row_bucket = batch_size`` there (one width), or name the vmapped axis
+    (``jax.vmap(..., axis_name=config.seed_axis)``): the width is then the widest any seed
+    needs (``lax.pmax`` over that axis, an unbatched index), so the switch stays one real
+    branch for all seeds.
     """
     rest_opt, rows_opt = state.opt_state
-    w0 = state.params["w0"]
-    num_rows, batch_size = w0.shape[1], batch.cell_tm1.shape[0]
+    w0 = state.params["w0"]  # [C, K, H], cell-major
+    num_rows, batch_size = w0.shape[0], batch.cell_tm1.shape[0]
     uniq, inv = jnp.unique(
         batch.cell_tm1, size=batch_size, fill_value=num_rows, return_inverse=True
     )
     inv = inv.reshape(batch.cell_tm1.shape)
     if state.target_table is None:
-        q_t = ensemble_q(state.target_params, state.prior_table, config.prior_scale, batch.cell_t)
+        target = member_major(state.target_params, config)
+        q_t = ensemble_q(target, state.prior_table, config.prior_scale, batch.cell_t)
     else:
         q_t = state.target_table[:, batch.cell_t]
     rest = _rest(state.params)
@@ -506,7 +618,8 @@ def _sgd_sparse(state: BootDQNState, batch: Transition, config: BootDQNConfig, b
         # of them, the first `width` entries of `uniq` hold them all
         def branch(_):
             u = uniq[:width]
-            rows = w0.at[:, u].get(mode="fill", fill_value=0.0)  # [K, W, H]
+            rows_c = w0.at[u].get(mode="fill", fill_value=0.0)  # [W, K, H]
+            rows = jnp.swapaxes(rows_c, 0, 1)  # [K, W, H]
             (g_rest, g_rows), sigma = fused_grads(
                 rest, rows, inv, batch, state.prior_table, q_t, config, beta
             )
@@ -515,7 +628,7 @@ def _sgd_sparse(state: BootDQNState, batch: Transition, config: BootDQNConfig, b
             nu = _B2 * mom[:, 1] + (1 - _B2) * g_rows**2
             m_hat, v_hat = mu / (1 - _B1**c), nu / (1 - _B2**c)
             step = config.learning_rate * m_hat / (jnp.sqrt(v_hat) + _EPS)  # [W, K, H]
-            new_rows = jnp.swapaxes(rows, 0, 1) - step
+            new_rows = rows_c - step
             pad = ((0, batch_size - width), (0, 0), (0, 0))
             return (
                 g_rest,
@@ -529,11 +642,13 @@ def _sgd_sparse(state: BootDQNState, batch: Transition, config: BootDQNConfig, b
     widths = _row_widths(batch_size, config.row_bucket)
     n_unique = jnp.sum(uniq < num_rows)
     which = jnp.searchsorted(jnp.asarray(widths), n_unique)  # smallest width >= n_unique
+    if config.seed_axis is not None:  # vmapped seeds: the widest any of them needs
+        which = jax.lax.pmax(which, config.seed_axis)
     g_rest, new_rows, new_mom, sigma = jax.lax.switch(which, [rows_step(wd) for wd in widths], None)
     upd, rest_opt = _optimizer(config).update(g_rest, rest_opt, rest)
     rest = optax.apply_updates(rest, upd)
     # padding entries of `uniq` are out of range: dropped on write
-    params = {**rest, "w0": w0.at[:, uniq].set(jnp.swapaxes(new_rows, 0, 1), mode="drop")}
+    params = {**rest, "w0": w0.at[uniq].set(new_rows, mode="drop")}
     moments = rows_opt.moments.at[uniq].set(new_mom, mode="drop")
     return params, (rest_opt, RowAdamState(moments, count)), sigma
 
@@ -560,7 +675,8 @@ def update(
     """Store a transition; if the replay holds ``min_replay_size`` items (and on the SGD
     period) take one Adam step of every member on a shared minibatch; copy the target
     parameters whenever the SGD-step count is a multiple of ``target_update_period`` (bsuite's
-    rule, which also copies at every step before learning starts).
+    rule, which also copies at every step before learning starts; with a target table, the
+    table of the copied parameters' values is recomputed instead).
 
     Args:
       key: PRNG key (bootstrap mask, reward noise, minibatch).
@@ -595,7 +711,8 @@ def update(
     learn, sgd_steps = learn_schedule(env_steps, config)
 
     def do_learn(_):
-        batch = replay.sample(buf, k_sample, config.batch_size)
+        idx = _sample_indices(k_sample, jnp.maximum(buf.size, 1), config.batch_size)
+        batch = jax.tree.map(lambda x: x[idx], buf.data)  # = replay.sample(buf, k_sample, B)
         return _sgd(state, batch, config, beta)
 
     def skip(_):
@@ -603,12 +720,15 @@ def update(
 
     params, opt_state, sigma = jax.lax.cond(learn, do_learn, skip, None)
     copy = sgd_steps % config.target_update_period == 0
-    target = jax.lax.cond(copy, lambda: params, lambda: state.target_params)
-    table = state.target_table
-    if table is not None:  # recompute only when the copied parameters changed (learn)
+    table, target, cell_major = state.target_table, None, config.sparse_first_layer
+    if table is None:
+        target = jax.lax.cond(copy, lambda: params, lambda: state.target_params)
+    else:  # recompute only when the copied parameters changed (learn)
         table = jax.lax.cond(
             copy & learn,
-            lambda: target_q_table(params, state.prior_table, config.prior_scale, table_cells),
+            lambda: target_q_table(
+                params, state.prior_table, config.prior_scale, table_cells, cell_major
+            ),
             lambda: table,
         )
     new = state._replace(
