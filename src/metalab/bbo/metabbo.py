@@ -18,7 +18,8 @@ One meta-generation:
    whose tasks are small classifiers on synthetic data (:mod:`metalab.bbo.neuro_tasks`;
    metalab's extension: the LES paper meta-trains on BBOB only);
 3. each candidate's optimiser runs ``T`` generations with population ``N`` on each task and
-   scores the *final generation's best fitness* ``f_mk`` (lower is better);
+   scores the *final generation's best fitness* ``f_mk`` (lower is better; an MLP task with
+   ``neuro_score="heldout"`` scores its final mean's held-out cross-entropy instead);
 4. fitness normalisation: per task, scores are z-scored across the ``M`` candidates,
    ``z_mk = (f_mk - mean_m f) / std_m f``, so tasks of any size, scale or optimal value weigh
    the same; the meta-fitness of candidate ``m`` is ``median_k z_mk`` (minimised);
@@ -690,7 +691,18 @@ def main(argv: list[str] | None = None) -> None:
         default=d.neuro_score,
         help="what an MLP task scores: best training loss, or the final mean's held-out loss",
     )
-    ap.add_argument("--neuro-examples", type=int, default=d.neuro_examples)
+    ap.add_argument(
+        "--neuro-examples",
+        type=int,
+        default=d.neuro_examples,
+        help="training examples per MLP task",
+    )
+    ap.add_argument(
+        "--neuro-test-examples",
+        type=int,
+        default=d.neuro_test_examples,
+        help="held-out examples per MLP task (with --neuro-score heldout)",
+    )
     ap.add_argument(
         "--train-fns",
         type=lambda v: tuple(x for x in v.split(",") if x),
@@ -725,6 +737,7 @@ def main(argv: list[str] | None = None) -> None:
         sigma_range=tuple(a.sigma_range),
         neuro_score=a.neuro_score,
         neuro_examples=a.neuro_examples,
+        neuro_test_examples=a.neuro_test_examples,
         meta_generations=a.meta_generations,
         meta_population=a.meta_population,
         meta_lr=a.meta_lr,
