@@ -369,7 +369,7 @@ def test_reachable_cells_and_partial_target_table():
 @pytest.mark.parametrize("maxval", [1, 2, 3, 7, 128, 129, 9_999, 10_000, 2**31 - 1])
 def test_sample_indices_equal_randint(maxval):
     """The minibatch indices (unrolled Threefry) are jax.random.randint's, bit for bit."""
-    sample = jax.jit(boot_dqn._sample_indices, static_argnums=2)
+    sample = jax.jit(replay.uniform_indices, static_argnums=2)
     for seed in range(3):
         k = jax.random.PRNGKey(seed)
         np.testing.assert_array_equal(
@@ -377,7 +377,7 @@ def test_sample_indices_equal_randint(maxval):
         )
     typed = jax.random.key(0)  # other key types go through jax.random.randint itself
     np.testing.assert_array_equal(
-        boot_dqn._sample_indices(typed, maxval, 5), jax.random.randint(typed, (5,), 0, maxval)
+        replay.uniform_indices(typed, maxval, 5), jax.random.randint(typed, (5,), 0, maxval)
     )
 
 

@@ -140,55 +140,6 @@ def _draw_noise(key: jax.Array, config: BootDQNConfig) -> jax.Array:
     return jax.random.normal(key, (_noise_width(config),))
 
 
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))  # Threefry-2x32's rotation schedule
-
-
-def _threefry2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array):
-    """Threefry-2x32 (20 rounds) of counters ``(x0, x1)`` under key ``(k0, k1)``, unrolled.
-
-    The same hash as JAX's ``threefry2x32`` primitive, whose CPU lowering is a rolled loop (5
-    iterations of 4 rounds): for the 128 minibatch indices XLA-CPU ran the two loops of
-    ``jax.random.randint`` as while loops of small kernels, ~25 us per environment step at
-    bsuite's agent (~2% of the step). Written out, the 20 rounds are one elementwise fusion.
-    """
-    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
-    x0, x1 = x0 + ks[0], x1 + ks[1]
-    for i in range(5):
-        for r in _ROTATIONS[i % 2]:
-            x0 = x0 + x1
-            x1 = ((x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r))) ^ x0
-        x0 = x0 + ks[(i + 1) % 3]
-        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
-    return x0, x1
-
-
-def _sample_indices(key: jax.Array, maxval: jax.Array, num: int) -> jax.Array:
-    """``jax.random.randint(key, (num,), 0, maxval)`` (int32, ``maxval >= 1``), bit for bit.
-
-    For raw threefry keys with ``jax_threefry_partitionable`` (JAX's default) this replays
-    ``randint``'s recipe (two 32-bit draws from a split key, combined modulo the span) with
-    the unrolled hash of :func:`_threefry2x32`; any other key type or setting calls
-    ``jax.random.randint`` itself. Tested equal to it.
-    """
-    raw = not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    threefry = jax.config.jax_default_prng_impl == "threefry2x32"
-    if not (raw and threefry and jax.config.jax_threefry_partitionable):
-        return jax.random.randint(key, (num,), 0, maxval)
-    lo = jnp.arange(num, dtype=jnp.uint32)  # 64-bit counters 0..num-1 as (hi, lo) words
-    hi = jnp.zeros_like(lo)
-
-    def bits(k):
-        b0, b1 = _threefry2x32(k[0], k[1], hi, lo)
-        return b0 ^ b1
-
-    k_hi, k_lo = jax.random.split(key)
-    span = jnp.asarray(maxval, jnp.int32).astype(jnp.uint32)
-    mult = jnp.uint32(2**16) % span
-    mult = (mult * mult) % span  # 2^32 mod span
-    offset = ((bits(k_hi) % span) * mult + bits(k_lo) % span) % span
-    return offset.astype(jnp.int32)
-
-
 class RowAdamState(NamedTuple):
     """Adam moments of the first-layer table for the sparse (lazy) update.
 
@@ -375,14 +326,9 @@ def begin_episode(key: jax.Array, state: BootDQNState, config: BootDQNConfig) ->
 def act(key: jax.Array, state: BootDQNState, cell: jax.Array, config: BootDQNConfig):
     """Greedy action of the acting member (ties broken uniformly), epsilon-greedy dithered."""
     k_eps, k_rand, k_tie = jax.random.split(key, 3)
-    if config.sparse_first_layer:  # cell-major first layer: the row is w0[cell, head]
-        p, k = state.params, state.head
-        h = p["w0"].at[cell, k].get(mode="fill", fill_value=0.0) + p["b0"][k]
-        for i in range(1, ensemble_nets.num_layers(p)):
-            h = jax.nn.relu(h) @ p[f"w{i}"][k] + p[f"b{i}"][k]
-        q = h
-    else:
-        q = ensemble_nets.apply_member(state.params, state.head, cell)
+    q = ensemble_nets.apply_member(
+        state.params, state.head, cell, cell_major=config.sparse_first_layer
+    )
     q = q + config.prior_scale * state.prior_table[state.head, cell]
     best = q == q.max()
     greedy = jax.random.categorical(k_tie, jnp.where(best, 0.0, -jnp.inf))
@@ -711,8 +657,7 @@ def update(
     learn, sgd_steps = learn_schedule(env_steps, config)
 
     def do_learn(_):
-        idx = _sample_indices(k_sample, jnp.maximum(buf.size, 1), config.batch_size)
-        batch = jax.tree.map(lambda x: x[idx], buf.data)  # = replay.sample(buf, k_sample, B)
+        batch = replay.sample(buf, k_sample, config.batch_size)
         return _sgd(state, batch, config, beta)
 
     def skip(_):

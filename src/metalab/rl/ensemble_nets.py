@@ -83,12 +83,17 @@ def apply_lookup_mlp(params: Params, cell: jax.Array) -> jax.Array:
     return h
 
 
-def apply_member(params: Params, member: jax.Array, cell: jax.Array) -> jax.Array:
+def apply_member(
+    params: Params, member: jax.Array, cell: jax.Array, cell_major: bool = False
+) -> jax.Array:
     """Outputs of member ``member`` of a stacked ensemble at ``cell``, reading only the one
     first-layer row it needs (no copy of the member's table); equals
-    ``apply_lookup_mlp(tree_map(lambda x: x[member], params), cell)``."""
+    ``apply_lookup_mlp(tree_map(lambda x: x[member], params), cell)``. ``cell_major``: the
+    first-layer table is stored ``[cells, members, H]`` (boot_dqn's sparse agent) instead of
+    ``[members, cells, H]``."""
     w0 = params["w0"]
-    row = w0.at[member, cell].get(mode="fill", fill_value=0.0)
+    at = (cell, member) if cell_major else (member, cell)
+    row = w0.at[at].get(mode="fill", fill_value=0.0)
     h = row + params["b0"][member]
     for i in range(1, num_layers(params)):
         h = jax.nn.relu(h)
