@@ -36,6 +36,16 @@ reference. Decision rule ``replace_val``: the candidate passes the BBOB gate **a
 test accuracy over the 20 tasks is higher than the shipped checkpoint's, one-sided paired
 Wilcoxon signed-rank p < 0.05. Digits stays the evaluation and is not run here. The same rule
 gates every later candidate (round 4: MLP tasks of 1,000 training examples, ``--neuro-examples``).
+
+Round 5, recombination scale (``--select-scale OUT``; declared before any scale was run): a
+diagnosis on the validation tasks found every LES checkpoint recombining with a DES-equivalent
+temperature of 8-10 while DES at temperature 4 reached OpenES's accuracy. The candidate is the
+shipped checkpoint with its recombination logits multiplied by ``s*``
+(:func:`metalab.bbo.weights.scale_recombination`), ``s*`` the scale in ``RECOMB_SCALES`` with
+the highest mean test accuracy on a **selection split** of 24 synthetic MLP tasks (``SELECT_ARCHS``,
+8 tasks each, keys 95,000+; none is a validation, training or digits size), chosen by the code;
+the validation tasks above are not used to choose it. The candidate is then judged by
+``replace_val``, unchanged; s* = 1 means no candidate.
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from metalab.bbo import LES, load_weights
+from metalab.bbo import LES, load_weights, save_weights, scale_recombination
 from metalab.bbo.compare import bbob_comparison
 from metalab.bbo.problems import BBOB_NAMES, LES_TRAIN_FNS
 from metalab.bbo.weights import WEIGHTS_DIR
@@ -153,30 +163,25 @@ VAL_ARCHS = ((48, 16, 8), (24, 32, 5))  # neither in NEURO_SIZES nor digits' 64-
 VAL_TASKS = 10  # per architecture
 
 
-def neuro_validation(candidate: str, n: int = 32, t: int = 200, sigma0: float = 0.1) -> dict:
-    """Test accuracy of the final mean on held-out synthetic MLP tasks (see the docstring)."""
-    from evosax.algorithms import Open_ES
-    from scipy.stats import wilcoxon
+def mlp_task_accuracy(
+    make_algos, archs, tasks_per_arch: int, seed: int, n: int = 32, t: int = 200
+) -> dict:
+    """Test accuracy and training cross-entropy of the final mean on synthetic MLP tasks.
 
+    ``make_algos(d) -> {name: (algo, params)}``; tasks of ``archs[i]`` are drawn from
+    ``PRNGKey(seed + i)`` and run with ``PRNGKey(seed + 1000 + i)`` (1,000 training and 500
+    test examples each).
+    """
     from metalab.bbo.neuro_tasks import cross_entropy, mlp_logits, sample_neuro_task
     from metalab.experiments.les_neuroevolution import _evolve
 
     res: dict = {}
-    for a_i, arch in enumerate(VAL_ARCHS):
-        keys = jax.random.split(jax.random.PRNGKey(90_000 + a_i), VAL_TASKS)
+    for a_i, arch in enumerate(archs):
+        keys = jax.random.split(jax.random.PRNGKey(seed + a_i), tasks_per_arch)
         tasks = jax.vmap(
             lambda k, arch=arch: sample_neuro_task(k, *arch, n_examples=1000, n_test=500)
         )(keys)
-        d = int(tasks.mean0.shape[1])
-        algos = {k: LES(n, d, weights=load_weights(w)) for k, w in variants(candidate).items()}
-        algos = {k: (a, a.default_params.replace(std_init=jnp.float32(sigma0)))
-                 for k, a in algos.items()}  # fmt: skip
-        oes = Open_ES(
-            n, jnp.zeros(d), optimizer=optax.adam(0.03),
-            std_schedule=optax.constant_schedule(sigma0),
-        )  # fmt: skip
-        algos["openes"] = (oes, oes.default_params)
-        for name, (algo, params) in algos.items():
+        for name, (algo, params) in make_algos(int(tasks.mean0.shape[1])).items():
             t0 = time.time()
 
             def one(task, key, algo=algo, params=params, arch=arch):
@@ -185,19 +190,88 @@ def neuro_validation(candidate: str, n: int = 32, t: int = 200, sigma0: float = 
                 pred = jnp.argmax(mlp_logits(mean, task.x_test, *arch), -1)
                 return jnp.mean(pred == task.y_test), cross_entropy(mean, task, *arch)
 
-            run_keys = jax.random.split(jax.random.PRNGKey(91_000 + a_i), VAL_TASKS)
+            run_keys = jax.random.split(jax.random.PRNGKey(seed + 1000 + a_i), tasks_per_arch)
             acc, xent = jax.jit(jax.vmap(one))(tasks, run_keys)
             r = res.setdefault(name, {"test_acc": [], "train_xent": []})
             r["test_acc"] += np.asarray(acc).tolist()
             r["train_xent"] += np.asarray(xent).tolist()
-            print(f"val {arch} {name}: acc {float(acc.mean()):.4f} ({time.time() - t0:.0f}s)",
+            print(f"{arch} {name}: acc {float(acc.mean()):.4f} ({time.time() - t0:.0f}s)",
                   flush=True)  # fmt: skip
     res["mean_test_acc"] = {k: float(np.mean(v["test_acc"])) for k, v in res.items()}
+    return res
+
+
+def _les_algos(weights: dict[str, str | dict], n: int, sigma0: float):
+    def make(d: int) -> dict:
+        out = {}
+        for k, w in weights.items():
+            a = LES(n, d, weights=load_weights(w) if isinstance(w, str) else w)
+            out[k] = (a, a.default_params.replace(std_init=jnp.float32(sigma0)))
+        return out
+
+    return make
+
+
+def neuro_validation(candidate: str, n: int = 32, t: int = 200, sigma0: float = 0.1) -> dict:
+    """Test accuracy of the final mean on held-out synthetic MLP tasks (see the docstring)."""
+    from evosax.algorithms import Open_ES
+    from scipy.stats import wilcoxon
+
+    les_algos = _les_algos(variants(candidate), n, sigma0)
+
+    def make(d: int) -> dict:
+        oes = Open_ES(
+            n, jnp.zeros(d), optimizer=optax.adam(0.03),
+            std_schedule=optax.constant_schedule(sigma0),
+        )  # fmt: skip
+        return {**les_algos(d), "openes": (oes, oes.default_params)}
+
+    res = mlp_task_accuracy(make, VAL_ARCHS, VAL_TASKS, 90_000, n, t)
     if "shipped" in res:
         diff = np.array(res["highd"]["test_acc"]) - np.array(res["shipped"]["test_acc"])
         p = float(wilcoxon(diff, alternative="greater").pvalue) if np.any(diff) else 1.0
         res["highd_vs_shipped"] = {"mean_diff": float(diff.mean()), "wilcoxon_p": p}
     return res
+
+
+# Selection split of the recombination scale (round 5): no arch is a validation (VAL_ARCHS),
+# training (NEURO_SIZES) or digits (64-16-10) size; task keys 95_000+ are used nowhere else.
+SELECT_ARCHS = ((32, 24, 6), (56, 12, 4), (20, 40, 7))
+SELECT_TASKS = 8  # per architecture
+RECOMB_SCALES = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4)
+
+
+def select_recombination_scale(
+    base: str, out: str, n: int = 32, t: int = 200, sigma0: float = 0.1
+) -> dict:
+    """Pick the recombination scale of ``base`` on the selection split; write the candidate.
+
+    Every scale in ``RECOMB_SCALES`` is run on the selection tasks (N 32, T 200, sigma0 0.1);
+    the scale with the highest mean test accuracy is chosen by this code and
+    ``scale_recombination(base, s*)`` is written to ``out`` (with a JSON record) unless s* = 1.
+    """
+    net = load_weights(base)
+    weights = {f"scale_{s:g}": scale_recombination(net, s) for s in RECOMB_SCALES}
+    make = _les_algos(weights, n, sigma0)
+    res = mlp_task_accuracy(make, SELECT_ARCHS, SELECT_TASKS, 95_000, n, t)
+    acc = res["mean_test_acc"]
+    best = max(RECOMB_SCALES, key=lambda s: acc[f"scale_{s:g}"])
+    record = {
+        "method": "recombination scale of LES weights chosen on the selection split",
+        "base": str(base),
+        "recomb_scale": best,
+        "selection": {
+            "archs": SELECT_ARCHS,
+            "tasks_per_arch": SELECT_TASKS,
+            "mean_test_acc": acc,
+            "n": n,
+            "t": t,
+            "sigma0": sigma0,
+        },
+    }
+    if best != 1.0:
+        save_weights(out, weights[f"scale_{best:g}"], record)
+    return record
 
 
 def main() -> None:
@@ -209,7 +283,14 @@ def main() -> None:
     ap.add_argument("--neuro-val", action="store_true", help="synthetic MLP validation tasks")
     ap.add_argument("--skip-bbob", action="store_true", help="only the neuro checks")
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--select-scale", metavar="OUT",
+        help="choose the recombination scale of --candidate on the selection split, write OUT",
+    )  # fmt: skip
     a = ap.parse_args()
+    if a.select_scale:
+        print(json.dumps(select_recombination_scale(a.candidate, a.select_scale), indent=1))
+        return
     summary = {} if a.skip_bbob else summarise(bbob_gate(a.candidate, a.dims, a.seeds))
     if a.neuro_val:
         summary["neuro_val"] = val = neuro_validation(a.candidate)

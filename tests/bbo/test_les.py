@@ -136,3 +136,28 @@ def test_bad_input_and_weight_roundtrip(tmp_path):
     back = unflatten_dict(flatten_dict(net))
     for a, b in zip(jax.tree.leaves(net), jax.tree.leaves(back), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_scale_recombination_is_an_inverse_temperature():
+    from metalab.bbo.les import recombination_weights
+    from metalab.bbo.weights import scale_recombination
+
+    net = evosax_weights("les")
+    f = jax.random.normal(jax.random.PRNGKey(3), (16,))
+    feats = fitness_features(f, jnp.min(f) + 0.1)
+    base = recombination_weights(net, feats)
+    logits = jnp.log(base)  # softmax logits up to a constant
+    for s in (0.3, 1.0, 2.0):
+        w = recombination_weights(scale_recombination(net, s), feats)
+        np.testing.assert_allclose(w, jax.nn.softmax(s * logits), rtol=1e-4, atol=1e-7)
+    # a smaller scale flattens the profile without reordering members
+    flat = recombination_weights(scale_recombination(net, 0.3), feats)
+    assert float(flat.max()) < float(base.max())
+    np.testing.assert_array_equal(jnp.argsort(flat), jnp.argsort(base))
+    # the learning-rate network and the input are untouched
+    np.testing.assert_array_equal(scale_recombination(net, 0.3)["lr"]["hidden"]["w"],
+                                  net["lr"]["hidden"]["w"])  # fmt: skip
+    with pytest.raises(ValueError, match="scale must be a positive"):
+        scale_recombination(net, 0.0)
+    with pytest.raises(ValueError, match="needs LES weights"):
+        scale_recombination(evosax_weights("lga"), 0.5)

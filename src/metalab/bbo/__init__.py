@@ -9,7 +9,13 @@ from metalab.bbo.base import init_state, is_population_based
 from metalab.bbo.des import DES, DESParams, DESState
 from metalab.bbo.les import LES, LESParams, LESState
 from metalab.bbo.lga import LGA, LGAParams, LGAState
-from metalab.bbo.weights import evosax_weights, load_weights, n_params, save_weights
+from metalab.bbo.weights import (
+    evosax_weights,
+    load_weights,
+    n_params,
+    save_weights,
+    scale_recombination,
+)
 
 __all__ = [
     "DES",
@@ -27,4 +33,5 @@ __all__ = [
     "load_weights",
     "n_params",
     "save_weights",
+    "scale_recombination",
 ]

@@ -96,6 +96,25 @@ def n_params(net: dict) -> int:
     return int(sum(np.size(v) for k, v in flatten_dict(net).items() if k != "sigma_offset"))
 
 
+def scale_recombination(net: dict, scale: float) -> dict:
+    """LES weights whose recombination logits are ``scale`` times those of ``net``.
+
+    LES recombines with ``w = softmax(A V)``, ``V = F W_v + b_v`` (:mod:`metalab.bbo.les`);
+    multiplying ``W_v`` and ``b_v`` by ``scale`` gives ``w' = softmax(scale * A V)``: the same
+    ranking of members, a flatter (``scale < 1``) or sharper (``> 1``) weight profile, i.e. an
+    inverse temperature. ``b_v`` alone would cancel in the softmax (the attention rows sum to
+    one); it is scaled so that ``W_v, b_v`` stay one linear map. The learning-rate network is
+    unchanged.
+    """
+    if "recomb" not in net or "v" not in net["recomb"]:
+        raise ValueError("scale_recombination needs LES weights (net['recomb']['v'])")
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    v = net["recomb"]["v"]
+    scaled = {k: np.asarray(a) * np.float32(scale) for k, a in v.items()}
+    return {**net, "recomb": {**net["recomb"], "v": scaled}}
+
+
 def fold_sigma_offset(net: dict) -> dict:
     """Equivalent LGA weights with ``sigma_offset`` folded into the mutation biases.
 
