@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,10 +12,13 @@ from jax.flatten_util import ravel_pytree
 
 from metalab.bbo.les import LES
 from metalab.bbo.metabbo import (
+    NEURO_EVAL_SIZES,
     NEURO_SIZES,
+    SIZE_TABLES,
     LocalExecutor,
     MetaBBOConfig,
     init_net,
+    main,
     make_neuro_evaluator,
     size_order,
     train,
@@ -91,12 +96,39 @@ def test_bad_sizes_and_ranges_name_the_field():
         MetaBBOConfig(neuro_examples=1)
     with pytest.raises(ValueError, match="neuro_test_examples"):
         MetaBBOConfig(neuro_score="heldout", neuro_test_examples=0)
+    with pytest.raises(ValueError, match="sizes or neuro_sizes"):
+        MetaBBOConfig(sizes=(), neuro_sizes=())
 
 
 def test_neuro_table_avoids_the_digits_task():
     # les-neuroevolution's digits MLP (64-16-10, D 1,210) at N 32 / T 200 is the evaluation
     assert all(n_mlp_params(*s[:3]) != n_mlp_params(64, 16, 10) for s in NEURO_SIZES)
     assert not {s[3] for s in NEURO_SIZES} & {32} and not {s[4] for s in NEURO_SIZES} & {200}
+
+
+def test_eval_regime_table_is_mlp_only_and_avoids_digits_and_validation_archs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "benchmarks" / "les_highd_validation.py"
+    spec = importlib.util.spec_from_file_location("les_highd_validation", path)
+    val = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(val)
+
+    bbob, mlp = SIZE_TABLES["neuro-eval"]
+    assert bbob == () and mlp == NEURO_EVAL_SIZES
+    held_out = {(64, 16, 10), *val.VAL_ARCHS, *val.SELECT_ARCHS}
+    assert not {s[:3] for s in mlp} & held_out
+    assert not {s[:3] for s in mlp} & {s[:3] for s in NEURO_SIZES}
+    # an MLP-only table trains (sigma0 fixed by an equal range), from the command line too
+    main([
+        "--sizes", "neuro-eval", "--meta-population", "2", "--meta-generations", "1",
+        "--neuro-sigma-range", "0.1", "0.1", "--neuro-examples", "8", "--no-progress",
+        "--out", str(tmp_path / "cli"),
+    ])  # fmt: skip
+    cfg = json.loads((tmp_path / "cli" / "config.json").read_text())
+    assert cfg["sizes"] == [] and cfg["neuro_sigma_range"] == [0.1, 0.1]
+    assert [tuple(s) for s in cfg["neuro_sizes"]] == list(NEURO_EVAL_SIZES)
 
 
 def test_evaluator_pairs_candidates_and_training_schedules_both_kinds(tmp_path):

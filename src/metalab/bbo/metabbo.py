@@ -117,17 +117,29 @@ NEURO_SIZES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (96, 12, 8, 24, 250, 2),
     (50, 32, 6, 40, 120, 2),
 )
+# The neuroevolution evaluation regime on synthetic MLP tasks only (``--sizes neuro-eval``):
+# les-neuroevolution's N 32 / T 200 and D 866-1,155 (digits: 1,210), no BBOB sizes. None is
+# digits' 64-16-10 or an architecture of les_highd_validation's validation (48-16-8, 24-32-5)
+# or selection (32-24-6, 56-12-4, 20-40-7) splits; the data are synthetic.
+NEURO_EVAL_SIZES: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (36, 20, 6, 32, 200, 2),
+    (28, 28, 8, 32, 200, 2),
+    (60, 14, 10, 32, 200, 2),
+    (44, 24, 3, 32, 200, 2),
+)
 # name -> (BBOB sizes, MLP sizes)
 SIZE_TABLES = {
     "wide": (WIDE_SIZES, ()),
     "highd": (HIGHD_SIZES, ()),
     "highd-neuro": (HIGHD_SIZES, NEURO_SIZES),
+    "neuro-eval": ((), NEURO_EVAL_SIZES),
 }
 # the CLI's defaults per size table: (training functions, excluded dimensions)
 _TABLE_DEFAULTS = {
     "wide": (LES_TRAIN_FNS, HELD_OUT_DIMS),
     "highd": (HIGHD_TRAIN_FNS, HIGHD_EXCLUDE_DIMS),
     "highd-neuro": (HIGHD_TRAIN_FNS, HIGHD_EXCLUDE_DIMS),
+    "neuro-eval": (HIGHD_TRAIN_FNS, HIGHD_EXCLUDE_DIMS),  # unused: no BBOB sizes
 }
 INITS = ("random", "evosax", "metalab")
 NEURO_SCORES = ("best", "heldout")
@@ -183,8 +195,11 @@ class MetaBBOConfig:
             raise ValueError("outer='self' (self-referential) requires optimiser='les'")
         if self.meta_population < 2 or self.meta_population % 2:
             raise ValueError(f"meta_population must be even and >= 2, got {self.meta_population}")
-        if not self.sizes:
-            raise ValueError("sizes must list at least one (min_dims, max_dims, N, T, K)")
+        if not self.sizes and not self.neuro_sizes:
+            raise ValueError(
+                "sizes or neuro_sizes must list at least one size: (min_dims, max_dims, N, T, K)"
+                " or (d_in, hidden, classes, N, T, K)"
+            )
         for s in self.sizes:
             if len(s) != 5 or not 1 <= s[0] <= s[1] or min(s[2:]) < 1 or s[2] < 2:
                 raise ValueError(f"bad size {s}: need (min_dims<=max_dims, N>=2, T>=1, K>=1)")
@@ -686,6 +701,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--sigma-range", type=float, nargs=2, default=d.sigma_range)
     ap.add_argument(
+        "--neuro-sigma-range",
+        type=float,
+        nargs=2,
+        default=d.neuro_sigma_range,
+        help="MLP tasks' sigma0 is log-uniform in [LO, HI] (LO = HI fixes it)",
+    )
+    ap.add_argument(
         "--neuro-score",
         choices=NEURO_SCORES,
         default=d.neuro_score,
@@ -735,6 +757,7 @@ def main(argv: list[str] | None = None) -> None:
         train_fns=default_fns if a.train_fns is None else a.train_fns,
         exclude_dims=default_excluded if a.exclude_dims is None else a.exclude_dims,
         sigma_range=tuple(a.sigma_range),
+        neuro_sigma_range=tuple(a.neuro_sigma_range),
         neuro_score=a.neuro_score,
         neuro_examples=a.neuro_examples,
         neuro_test_examples=a.neuro_test_examples,
