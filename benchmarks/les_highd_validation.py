@@ -46,6 +46,12 @@ the highest mean test accuracy on a **selection split** of 24 synthetic MLP task
 8 tasks each, keys 95,000+; none is a validation, training or digits size), chosen by the code;
 the validation tasks above are not used to choose it. The candidate is then judged by
 ``replace_val``, unchanged; s* = 1 means no candidate.
+
+Round 6, the evaluation regime (declared before the candidate is evaluated): MetaBBO warm-started
+from the shipped checkpoint on MLP tasks only, at les-neuroevolution's N 32 / T 200 / sigma0 0.1
+(``--sizes neuro-eval --neuro-sigma-range 0.1 0.1``), 1,000 training examples, scored by the
+final mean's held-out cross-entropy (``--neuro-score heldout``); judged by ``replace_val``,
+unchanged.
 """
 
 from __future__ import annotations
