@@ -157,7 +157,14 @@ def test_scale_recombination_is_an_inverse_temperature():
     # the learning-rate network and the input are untouched
     np.testing.assert_array_equal(scale_recombination(net, 0.3)["lr"]["hidden"]["w"],
                                   net["lr"]["hidden"]["w"])  # fmt: skip
+    # the scale can be traced: a batch of temperatures under vmap
+    ws = jax.vmap(lambda s: recombination_weights(scale_recombination(net, s), feats))(
+        jnp.array([0.3, 2.0])
+    )
+    np.testing.assert_allclose(ws[1], jax.nn.softmax(2.0 * logits), rtol=1e-4, atol=1e-7)
     with pytest.raises(ValueError, match="scale must be a positive"):
         scale_recombination(net, 0.0)
+    with pytest.raises(ValueError, match="scale must be a positive"):
+        scale_recombination(net, float("nan"))
     with pytest.raises(ValueError, match="needs LES weights"):
         scale_recombination(evosax_weights("lga"), 0.5)

@@ -104,14 +104,14 @@ def scale_recombination(net: dict, scale: float) -> dict:
     ranking of members, a flatter (``scale < 1``) or sharper (``> 1``) weight profile, i.e. an
     inverse temperature. ``b_v`` alone would cancel in the softmax (the attention rows sum to
     one); it is scaled so that ``W_v, b_v`` stay one linear map. The learning-rate network is
-    unchanged.
+    unchanged. ``scale`` may be traced (``jax.vmap`` over scales works); a concrete one must be
+    positive and finite.
     """
     if "recomb" not in net or "v" not in net["recomb"]:
         raise ValueError("scale_recombination needs LES weights (net['recomb']['v'])")
-    if not np.isfinite(scale) or scale <= 0:
+    if isinstance(scale, int | float) and not (np.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive finite number, got {scale!r}")
-    v = net["recomb"]["v"]
-    scaled = {k: np.asarray(a) * np.float32(scale) for k, a in v.items()}
+    scaled = {k: a * scale for k, a in net["recomb"]["v"].items()}
     return {**net, "recomb": {**net["recomb"], "v": scaled}}
 
 
