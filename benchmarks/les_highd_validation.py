@@ -244,13 +244,16 @@ def neuro_validation(candidate: str, n: int = 32, t: int = 200, sigma0: float = 
     return res
 
 
-class _MirroredLES(LES):
-    """Diagnosis only: LES asking mirrored pairs ``m +/- std * z`` (OpenES's antithetic
-    sampling) instead of the paper's i.i.d. samples; N must be even."""
+def _mirrored_ask(self, key, state, params):
+    z = jax.random.normal(key, (self.population_size // 2, self.num_dims))
+    return state.mean + state.std * jnp.concatenate([z, -z]), state
 
-    def _ask(self, key, state, params):
-        z = jax.random.normal(key, (self.population_size // 2, self.num_dims))
-        return state.mean + state.std * jnp.concatenate([z, -z]), state
+
+def mirrored(cls: type) -> type:
+    """Diagnosis only: a subclass of the diagonal-Gaussian ``cls`` (LES, DES) that asks
+    mirrored pairs ``m +/- std * z`` (OpenES's antithetic sampling) instead of the paper's
+    i.i.d. samples; N must be even."""
+    return type(f"Mirrored{cls.__name__}", (cls,), {"_ask": _mirrored_ask})
 
 
 def diagnose(n: int = 32, t: int = 200) -> dict:
@@ -287,7 +290,7 @@ def diagnose(n: int = 32, t: int = 200) -> dict:
             )  # fmt: skip
             out[name] = (o, o.default_params)
         for w in ("les-highd", "evosax-les"):
-            for kind, cls in (("iid", LES), ("mirrored", _MirroredLES)):
+            for kind, cls in (("iid", LES), ("mirrored", mirrored(LES))):
                 a = cls(n, d, weights=load_weights(w))
                 out[f"{w}_{kind}"] = (a, a.default_params.replace(std_init=jnp.float32(0.1)))
         des = DES(n, d)
