@@ -154,9 +154,12 @@ def test_scale_recombination_is_an_inverse_temperature():
     flat = recombination_weights(scale_recombination(net, 0.3), feats)
     assert float(flat.max()) < float(base.max())
     np.testing.assert_array_equal(jnp.argsort(flat), jnp.argsort(base))
-    # the learning-rate network and the input are untouched
-    np.testing.assert_array_equal(scale_recombination(net, 0.3)["lr"]["hidden"]["w"],
-                                  net["lr"]["hidden"]["w"])  # fmt: skip
+    # the learning-rate network and the input weights are untouched
+    scaled = scale_recombination(net, 0.3)
+    np.testing.assert_array_equal(scaled["lr"]["hidden"]["w"], net["lr"]["hidden"]["w"])
+    np.testing.assert_array_equal(
+        net["recomb"]["v"]["w"], evosax_weights("les")["recomb"]["v"]["w"]
+    )
     # the scale can be traced: a batch of temperatures under vmap
     ws = jax.vmap(lambda s: recombination_weights(scale_recombination(net, s), feats))(
         jnp.array([0.3, 2.0])
