@@ -176,7 +176,8 @@ VAL_TASKS = 10  # per architecture
 def mlp_task_accuracy(
     make_algos, archs, tasks_per_arch: int, seed: int, n: int = 32, t: int = 200
 ) -> dict:
-    """Test accuracy and training cross-entropy of the final mean on synthetic MLP tasks.
+    """Test accuracy and training cross-entropy of the final mean on synthetic MLP tasks
+    (per method and task, and their means ``mean_test_acc`` / ``mean_train_xent``).
 
     ``make_algos(d) -> {name: (algo, params)}``; tasks of ``archs[i]`` are drawn from
     ``PRNGKey(seed + i)`` and run with ``PRNGKey(seed + 1000 + i)`` (1,000 training and 500
@@ -207,7 +208,10 @@ def mlp_task_accuracy(
             r["train_xent"] += np.asarray(xent).tolist()
             print(f"{arch} {name}: acc {float(acc.mean()):.4f} ({time.time() - t0:.0f}s)",
                   flush=True)  # fmt: skip
-    res["mean_test_acc"] = {k: float(np.mean(v["test_acc"])) for k, v in res.items()}
+    res["mean_train_xent"] = {k: float(np.mean(v["train_xent"])) for k, v in res.items()}
+    res["mean_test_acc"] = {
+        k: float(np.mean(v["test_acc"])) for k, v in res.items() if k != "mean_train_xent"
+    }
     return res
 
 
@@ -303,11 +307,7 @@ def diagnose(n: int = 32, t: int = 200) -> dict:
                 out[f"des_T{temp:g}_sigma{sigma0:g}"] = (des, p)
         return out
 
-    res = mlp_task_accuracy(make, VAL_ARCHS, VAL_TASKS, 90_000, n, t)
-    res["mean_train_xent"] = {
-        k: float(np.mean(v["train_xent"])) for k, v in res.items() if k != "mean_test_acc"
-    }
-    return res
+    return mlp_task_accuracy(make, VAL_ARCHS, VAL_TASKS, 90_000, n, t)
 
 
 # Selection split of the recombination scale (round 5): no arch is a validation (VAL_ARCHS),
